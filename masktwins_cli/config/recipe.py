@@ -1,0 +1,253 @@
+"""Load, validate, override and write recipes.
+
+A recipe is a TOML file whose sections and keys are the fields of
+:class:`masktwins_cli.config.schema.Recipe`. Unknown keys, wrong types and out-of-range values
+raise :class:`MaskTwinsError` naming the key, the value and what is allowed. Command-line
+overrides (``--set train.lr=1e-4``) go through the same validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import MaskTwinsError
+from .schema import Recipe
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def section_types() -> dict[str, type]:
+    """Section name -> dataclass of that section."""
+    return {f.name: f.default_factory for f in dataclasses.fields(Recipe)}  # type: ignore[misc]
+
+
+def _closest(name: str, allowed: list[str]) -> str:
+    match = difflib.get_close_matches(name, allowed, n=1)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _check_number(key: str, value: Any, meta: Mapping[str, Any]) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MaskTwinsError(f"recipe key '{key}' = {value!r}: expected a finite number")
+    bounds = [("min", lambda v, b: v >= b, ">="), ("max", lambda v, b: v <= b, "<="),
+              ("gt", lambda v, b: v > b, ">"), ("lt", lambda v, b: v < b, "<")]
+    for name, ok, symbol in bounds:
+        if name in meta and not ok(value, meta[name]):
+            raise MaskTwinsError(f"recipe key '{key}' = {value!r}: must be {symbol} {meta[name]}")
+
+
+def _coerce_scalar(key: str, value: Any, default: Any, meta: Mapping[str, Any]) -> Any:
+    """Check one scalar against the type of its default and the field's rules."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise MaskTwinsError(f"recipe key '{key}' = {value!r}: expected true or false")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MaskTwinsError(f"recipe key '{key}' = {value!r}: expected an integer")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise MaskTwinsError(f"recipe key '{key}' = {value!r}: expected a number")
+        value = float(value)
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise MaskTwinsError(f"recipe key '{key}' = {value!r}: expected a string")
+    if "choices" in meta and value not in meta["choices"]:
+        allowed = ", ".join(repr(c) for c in meta["choices"])
+        raise MaskTwinsError(f"recipe key '{key}' = {value!r}: must be one of {allowed}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_number(key, value, meta)
+    return value
+
+
+def _coerce_list(key: str, value: Any, meta: Mapping[str, Any]) -> tuple:
+    """Lists become tuples (nested lists too); numbers in them are range-checked."""
+    if not isinstance(value, (list, tuple)):
+        raise MaskTwinsError(f"recipe key '{key}' = {value!r}: expected a list")
+    if "length" in meta and len(value) not in meta["length"]:
+        lengths = " or ".join(str(n) for n in meta["length"])
+        raise MaskTwinsError(f"recipe key '{key}' = {list(value)!r}: expected {lengths} entries")
+    items = []
+    for item in value:
+        if isinstance(item, (list, tuple)):
+            items.append(_coerce_list(key, item, {k: v for k, v in meta.items() if k != "length"}))
+        elif isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise MaskTwinsError(f"recipe key '{key}' = {list(value)!r}: expected numbers")
+        else:
+            _check_number(key, item, meta)
+            items.append(item)
+    return tuple(items)
+
+
+def _build_section(name: str, cls: type, values: Mapping[str, Any]):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{name}.{key}"
+        if key not in fields:
+            raise MaskTwinsError(
+                f"unknown recipe key '{full}'{_closest(key, list(fields))}; "
+                f"allowed in [{name}]: {', '.join(fields)}")
+        f = fields[key]
+        if isinstance(f.default, tuple):
+            kwargs[key] = _coerce_list(full, value, f.metadata)
+        else:
+            kwargs[key] = _coerce_scalar(full, value, f.default, f.metadata)
+    return cls(**kwargs)
+
+
+def recipe_from_dict(values: Mapping[str, Any]) -> Recipe:
+    """Validate a nested dict (parsed TOML) into a :class:`Recipe`."""
+    sections = section_types()
+    built = {}
+    for name, content in values.items():
+        if name not in sections:
+            raise MaskTwinsError(f"unknown recipe section '[{name}]'{_closest(name, list(sections))}; "
+                                 f"allowed: {', '.join(sections)}")
+        if not isinstance(content, Mapping):
+            raise MaskTwinsError(f"recipe entry '{name}' must be a [section] table")
+        built[name] = _build_section(name, sections[name], content)
+    recipe = Recipe(**built)
+    check_consistency(recipe)
+    return recipe
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """Plain nested dict (tuples as lists), suitable for TOML, JSON and checkpoints."""
+
+    def plain(value):
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return {name: {k: plain(v) for k, v in dataclasses.asdict(getattr(recipe, name)).items()}
+            for name in section_types()}
+
+
+def _product(values) -> int:
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out
+
+
+def down_factors(model) -> tuple[int, ...]:
+    """Total down-sampling factor per spatial axis of the five-stage U-Net."""
+    if model.spatial_dims == 3 and model.pool:
+        return tuple(_product(step[axis] for step in model.pool) for axis in range(3))
+    return (16,) * model.spatial_dims
+
+
+def check_consistency(recipe: Recipe) -> None:
+    """Rules that involve several keys (one key named in each message)."""
+    dims = recipe.model.spatial_dims
+    for key, value in (("data.patch_size", recipe.data.patch_size),
+                       ("method.block_size", recipe.method.block_size)):
+        if len(value) != dims:
+            raise MaskTwinsError(f"recipe key '{key}' = {list(value)}: model.spatial_dims = {dims} "
+                                 f"needs {dims} entries")
+    if recipe.infer.window and len(recipe.infer.window) != dims:
+        raise MaskTwinsError(f"recipe key 'infer.window' = {list(recipe.infer.window)}: needs {dims} "
+                             "entries (or [] for data.patch_size)")
+    pool = recipe.model.pool
+    if pool and (dims != 3 or len(pool) != 4 or any(len(p) != 3 or min(p) < 1 for p in pool)):
+        raise MaskTwinsError(f"recipe key 'model.pool' = {[list(p) for p in pool]}: expected four "
+                             "[z, y, x] kernels of positive integers, and only for spatial_dims = 3")
+    factors = down_factors(recipe.model)
+    for key, size in (("data.patch_size", recipe.data.patch_size),
+                      ("infer.window", recipe.infer.window)):
+        if size and any(s % f for s, f in zip(size, factors)):
+            raise MaskTwinsError(f"recipe key '{key}' = {list(size)}: each size must be divisible by "
+                                 f"the network's down-sampling {list(factors)}")
+    weights = recipe.method.class_weights
+    if weights and len(weights) != recipe.model.num_classes:
+        raise MaskTwinsError(f"recipe key 'method.class_weights' = {list(weights)}: expected "
+                             f"{recipe.model.num_classes} entries (model.num_classes)")
+    if bool(recipe.data.val_raw) != bool(recipe.data.val_labels):
+        raise MaskTwinsError("recipe keys 'data.val_raw' and 'data.val_labels' must be given together")
+    if recipe.method.mask_mode == "single" and recipe.method.num_views != 2:
+        raise MaskTwinsError("recipe key 'method.num_views' must stay 2 with method.mask_mode = 'single'")
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` -> (section, key, value); the value is read as TOML, else a string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise MaskTwinsError(f"--set {text!r}: expected section.key=value, e.g. train.lr=1e-4")
+    path, raw = text.split("=", 1)
+    section, key = path.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, key, value
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of the nested recipe dict with ``--set`` overrides applied."""
+    merged = {k: dict(v) if isinstance(v, Mapping) else v for k, v in values.items()}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        merged.setdefault(section, {})
+        if not isinstance(merged[section], dict):
+            raise MaskTwinsError(f"--set {text!r}: '{section}' is not a recipe section")
+        merged[section][key] = value
+    return merged
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a TOML recipe, apply overrides, validate. Errors name the file or the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise MaskTwinsError(f"recipe not found: {path}")
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise MaskTwinsError(f"recipe {path} is not valid TOML: {err}") from None
+    try:
+        return recipe_from_dict(apply_overrides(values, overrides or []))
+    except MaskTwinsError as err:
+        raise MaskTwinsError(f"{path}: {err}") from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def recipe_to_toml(recipe: Recipe) -> str:
+    """The resolved recipe as TOML text, each key preceded by its documentation."""
+    lines = ["# Resolved masktwins recipe (every key, defaults included)."]
+    for name, cls in section_types().items():
+        lines += ["", f"[{name}]"]
+        section = getattr(recipe, name)
+        for f in dataclasses.fields(cls):
+            lines.append(f"# {f.metadata.get('doc', '')}")
+            lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+    return "\n".join(lines) + "\n"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a small text file via a temporary sibling and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def resolve_data_path(recipe: Recipe, uri: str) -> str:
+    """A data URI from the recipe, made relative to ``data.root`` unless absolute."""
+    if not uri or os.path.isabs(uri):
+        return uri
+    return str(Path(recipe.data.root) / uri)

@@ -1,0 +1,140 @@
+"""The recipe schema: frozen dataclasses, one per TOML section, every field documented.
+
+Field metadata keys: ``doc`` (one line, with the paper's symbol in brackets where there is one),
+``choices`` (allowed strings), ``min`` / ``max`` (inclusive bounds), ``gt`` / ``lt`` (exclusive
+bounds), ``length`` (allowed list lengths). :mod:`masktwins_cli.config.recipe` validates against
+them; ``masktwins recipe-doc`` prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def doc(text: str, default, **rules):
+    """A dataclass field with its one-line documentation and validation rules."""
+    if isinstance(default, (list, tuple)):
+        return field(default=tuple(default), metadata={"doc": text, **rules})
+    return field(default=default, metadata={"doc": text, **rules})
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Where the volumes are and how patches are drawn from them."""
+
+    root: str = doc("folder the other data paths are relative to (relative to the working dir)", ".")
+    source_raw: str = doc("labeled source-domain image volume URI (x.zarr/raw, f.h5:/raw, f.tif)", "")
+    source_labels: str = doc("source-domain label volume URI (class index per voxel)", "")
+    target_raw: str = doc("unlabeled target-domain image volume URI (empty: no adaptation data)", "")
+    val_raw: str = doc("labeled target validation image URI, optional (empty: no validation)", "")
+    val_labels: str = doc("labels of the validation volume, optional", "")
+    patch_size: tuple = doc("training crop size in voxels, (y, x) in 2D or (z, y, x) in 3D", (256, 256),
+                            length=(2, 3), min=8)
+    normalization: str = doc("per-volume intensity normalisation before masking (zero = mean)", "zscore",
+                             choices=("zscore", "percentile"))
+    augment: bool = doc("random flips and 90-degree in-plane rotations of training crops", True)
+    intensity_augment: float = doc("strength of random contrast/brightness jitter (0 = off)", 0.1,
+                                   min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """The segmentation network."""
+
+    name: str = doc("network from the registry", "unet", choices=("unet",))
+    spatial_dims: int = doc("2 (slice by slice) or 3 (volumetric)", 2, choices=(2, 3))
+    in_channels: int = doc("input channels", 1, min=1, max=16)
+    num_classes: int = doc("output classes (softmax); 2 = background / mitochondria", 2, min=2, max=255)
+    features: tuple = doc("channels of the five U-Net stages", (16, 32, 64, 128, 256), length=(5,), min=1)
+    norm: str = doc("normalisation layer", "instance", choices=("instance", "batch"))
+    pool: tuple = doc("3D only: pooling kernel per down step, e.g. [[1,2,2],[1,2,2],[2,2,2],[2,2,2]] "
+                      "for anisotropic data; empty = 2 on every axis", ())
+    dropout: float = doc("dropout probability in the convolution blocks", 0.0, min=0.0, lt=1.0)
+
+
+@dataclass(frozen=True)
+class MethodSection:
+    """MaskTwins (paper sections 4.2-4.3, Algorithm 1) and its ablation switches."""
+
+    adapt: bool = doc("use the unlabeled target (false = NoAdapt / Oracle: supervised loss only)", True)
+    mask_mode: str = doc("complementary (MaskTwins), random (RMask: independent masks), single "
+                         "(MIC: one masked view), none (self-training on the unmasked patch)",
+                         "complementary", choices=("complementary", "random", "single", "none"))
+    mask_ratio: float = doc("[r] probability that a block is masked out of view D", 0.5, gt=0.0, lt=1.0)
+    block_size: tuple = doc("[b] mask block size in voxels, one value per axis (y, x) or (z, y, x)",
+                            (32, 32), length=(2, 3), min=1)
+    num_views: int = doc("[K] complementary views (Theorem 7: each block visible in exactly one)", 2,
+                         min=2, max=16)
+    lambda_cl: float = doc("[lambda] weight of CE(p_D) against (1 - lambda) for CE(p_1-D); "
+                           "K > 2 views are weighted 1/K", 0.5, min=0.0, max=1.0)
+    lambda_cm: float = doc("[lambda_cm] weight of the twin consistency loss", 0.01, min=0.0)
+    consistency_on: str = doc("L_cm as mean squared error on logits (authors' code) or on "
+                              "softmax probabilities", "logits", choices=("logits", "probabilities"))
+    ema: bool = doc("EMA teacher makes the pseudo-labels (false = the student labels itself)", True)
+    ema_alpha: float = doc("[alpha] EMA decay; warm-up alpha_t = min(1 - 1/(t+1), alpha)", 0.999,
+                           min=0.0, lt=1.0)
+    confidence: str = doc("pseudo-label confidence handling: per-pixel threshold delta, or the "
+                          "DAFormer quality weight (fraction of pixels above tau)", "threshold",
+                          choices=("threshold", "quality"))
+    confidence_threshold: float = doc("[delta] pixels whose teacher confidence is below it are "
+                                      "ignored", 0.7, min=0.0, lt=1.0)
+    quality_tau: float = doc("[tau] confidence above which a pixel counts for the quality weight",
+                             0.968, gt=0.0, lt=1.0)
+    adain: bool = doc("AdaIN: re-style source features with target statistics in shallow stages", True)
+    adain_stages: int = doc("number of shallow encoder stages AdaIN acts on", 2, min=1, max=4)
+    class_weights: tuple = doc("cross-entropy class weights for L_sup (empty = unweighted)", ())
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """The optimisation loop."""
+
+    iterations: int = doc("training iterations", 2000, min=1)
+    batch_size: int = doc("source crops per iteration", 4, min=1)
+    target_batch_size: int = doc("target crops per iteration", 4, min=1)
+    optimizer: str = doc("optimiser", "adam", choices=("adam", "adamw"))
+    lr: float = doc("peak learning rate", 1e-3, gt=0.0, max=1.0)
+    weight_decay: float = doc("weight decay", 0.0, min=0.0)
+    poly_power: float = doc("poly decay power: lr = peak * (1 - t/T)^power", 0.9, min=0.0)
+    warmup_iterations: int = doc("linear learning-rate warm-up", 0, min=0)
+    grad_clip: float = doc("clip the gradient norm to this value (0 = off)", 0.0, min=0.0)
+    amp: bool = doc("mixed precision (bf16 autocast) on GPU; ignored on CPU", True)
+    seed: int = doc("seed of every random choice (data, masks, initialisation)", 0, min=0)
+    device: str = doc("auto (GPU when there is one), cpu or cuda", "auto", choices=("auto", "cpu", "cuda"))
+    threads: int = doc("CPU threads for torch (0 = torch's default)", 0, min=0)
+    output_dir: str = doc("run folder (checkpoints, log.jsonl, recipe.toml)", "runs/masktwins")
+    checkpoint_every: int = doc("write last.pt every N iterations (and at the end)", 500, min=1)
+    log_every: int = doc("log a line every N iterations", 50, min=1)
+    val_every: int = doc("validate on data.val_* every N iterations (0 = only at the end)", 0, min=0)
+
+
+@dataclass(frozen=True)
+class InferSection:
+    """Sliding-window prediction."""
+
+    window: tuple = doc("window size in voxels ((y, x) or (z, y, x)); empty = data.patch_size", ())
+    overlap: float = doc("fraction of overlap between neighbouring windows", 0.25, min=0.0, lt=1.0)
+    batch_size: int = doc("windows per forward pass", 4, min=1)
+    blend: str = doc("window blending", "gaussian", choices=("gaussian", "constant"))
+    block_size: tuple = doc("output block size in voxels ((z, y, x)); empty = the output chunks", ())
+
+
+@dataclass(frozen=True)
+class EvaluateSection:
+    """Scoring against a labeled volume."""
+
+    threshold: float = doc("binarisation threshold on the foreground probability", 0.5, gt=0.0, lt=1.0)
+    mode: str = doc("per_slice (mean over 2D slices, the paper's convention) or volume",
+                    "per_slice", choices=("per_slice", "volume"))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One self-contained recipe: every setting of a run."""
+
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    method: MethodSection = field(default_factory=MethodSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    infer: InferSection = field(default_factory=InferSection)
+    evaluate: EvaluateSection = field(default_factory=EvaluateSection)

@@ -1,0 +1,1 @@
+"""Recipes shipped with masktwins (TOML files beside this module; installed as package data)."""
