@@ -1,0 +1,187 @@
+"""The ``masktwins`` command line: parse options, call one library function, print the result.
+
+Heavy imports (torch, zarr, MONAI) happen inside the verbs so ``masktwins --help`` is instant.
+User errors (:class:`MaskTwinsError`, unreadable files) are printed as one line on stderr with
+exit code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import MaskTwinsError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="MaskTwins: complementary-mask domain adaptation for EM segmentation.")
+prepare_app = typer.Typer(no_args_is_help=True, help="Write datasets as chunked zarr volumes.")
+app.add_typer(prepare_app, name="prepare")
+
+SET_HELP = "Override a recipe value, e.g. --set train.lr=1e-4 (repeatable)."
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one error line and exit."""
+    typer.echo(f"masktwins: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(func):
+    """Turn user errors into one line on stderr and a non-zero exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except MaskTwinsError as err:
+            fail(str(err).replace("\n", " "), err.exit_code)
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
+            fail(f"{err.filename or ''}: {err.strerror or err}")
+        except OSError as err:
+            fail(f"{getattr(err, 'filename', None) or 'I/O'}: {err.strerror or err}")
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper
+
+
+@prepare_app.command("synthetic")
+@user_errors
+def prepare_synthetic_cmd(
+    out_dir: Path = typer.Argument(..., help="Folder for source.zarr, target_train.zarr, target_test.zarr."),
+    task: str = typer.Option("mito", help="Synthetic task (mito)."),
+    dims: int = typer.Option(2, help="2: stacks of independent sections; 3: anisotropic volumes."),
+    seed: int = typer.Option(0, help="Seed of the generator."),
+    overwrite: bool = typer.Option(False, help="Replace existing volumes in OUT_DIR."),
+) -> None:
+    """Generate a synthetic EM source/target domain pair with mitochondria labels."""
+    from .prepare.synthetic import prepare_synthetic
+
+    result = prepare_synthetic(out_dir, task=task, dims=dims, seed=seed, overwrite=overwrite)
+    for name, shape in result.shapes.items():
+        typer.echo(f"{name}: {'x'.join(map(str, shape))} voxels, "
+                   f"{100 * result.foreground[name]:.1f}% mitochondria")
+    typer.echo(f"wrote {result.out_dir} (volumes + dataset.json)")
+
+
+@app.command()
+@user_errors
+def train(
+    recipe: Path = typer.Argument(..., help="TOML recipe, e.g. recipes/synthetic_mito2d.toml."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    resume: bool = typer.Option(False, help="Continue from OUTPUT_DIR/last.pt where it stopped."),
+    output_dir: Optional[Path] = typer.Option(None, help="Run folder (overrides train.output_dir)."),
+) -> None:
+    """Train a model (NoAdapt, MaskTwins or an ablation) as the recipe says."""
+    from .config.recipe import load_recipe
+    from .progress import TrainProgress
+    from .training.run import train as run_training
+
+    overrides = list(set_) + ([f"train.output_dir={json.dumps(str(output_dir))}"] if output_dir else [])
+    resolved = load_recipe(recipe, overrides)
+    with TrainProgress(resolved.train.iterations, resolved.train.log_every) as progress:
+        result = run_training(resolved, resume=resume, report=progress.update)
+    final = {k: v for k, v in result.final_record.items() if k.startswith(("loss", "val_"))}
+    typer.echo(f"trained {result.iterations} iterations on {result.device} in "
+               f"{result.seconds:.0f} s; " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()
+                                                      if v is not None))
+    typer.echo(f"checkpoint: {result.last_checkpoint}"
+               + (f" (best: {result.best_checkpoint})" if result.best_checkpoint else ""))
+
+
+@app.command()
+@user_errors
+def infer(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by masktwins train (last.pt)."),
+    input_volume: str = typer.Argument(..., metavar="INPUT", help="Image volume URI: x.zarr/raw, f.h5:/raw, f.tif."),
+    output: str = typer.Option(..., "-o", "--output", help="Output URI, e.g. pred.zarr/probabilities."),
+    set_: List[str] = typer.Option([], "--set", help="Override [infer] values, e.g. --set infer.overlap=0.5."),
+    weights: str = typer.Option("student", help="student (default, as evaluated in the paper) or teacher (EMA)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output."),
+) -> None:
+    """Predict foreground probabilities over a volume with sliding windows."""
+    from .inference.predict import infer_volume
+
+    result = infer_volume(checkpoint, input_volume, output, overrides=list(set_), weights=weights,
+                          device=device, overwrite=overwrite)
+    typer.echo(f"wrote {result.output} ({'x'.join(map(str, result.shape))}, {result.blocks} blocks, "
+               f"{result.seconds:.1f} s on {result.device})")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    prediction: str = typer.Argument(..., help="Probability volume URI (masktwins infer output)."),
+    ground_truth: str = typer.Argument(..., help="Label volume URI."),
+    threshold: float = typer.Option(0.5, help="Binarisation threshold."),
+    mode: str = typer.Option("per_slice", help="per_slice (mean over z-slices, the paper's) or volume."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores to this JSON file."),
+    overlay: Optional[Path] = typer.Option(None, help="Write PNG overlays here (FN red, FP green)."),
+    raw: Optional[str] = typer.Option(None, help="Image volume for --overlay."),
+) -> None:
+    """Score a prediction: IoU, F1, MCC at the threshold and average precision (mAP)."""
+    from .config.recipe import write_text_atomic
+    from .evaluation.run import evaluate as run_evaluation
+    from .progress import print_scores
+
+    if mode not in ("per_slice", "volume"):
+        raise MaskTwinsError(f"--mode {mode!r}: expected per_slice or volume")
+    result = run_evaluation(prediction, ground_truth, threshold, mode, overlay, raw)
+    print_scores(result)
+    if json_out is not None:
+        write_text_atomic(json_out, json.dumps(result.as_dict(), indent=2, allow_nan=False) + "\n")
+
+
+@app.command()
+@user_errors
+def demo(
+    out_dir: Path = typer.Argument(Path("runs/demo"), help="Folder for data, runs and results."),
+    dims: int = typer.Option(2, help="2 or 3 (the 3-D demo takes longer)."),
+    seed: List[int] = typer.Option([0], help="Seeds (repeatable); each gives its own data and runs."),
+    iterations: Optional[int] = typer.Option(None, help="Training iterations (default: the recipe's)."),
+    overwrite: bool = typer.Option(False, help="Replace a previous demo in OUT_DIR."),
+) -> None:
+    """The main job: synthetic pair -> NoAdapt, MaskTwins, Oracle -> infer -> evaluate -> table."""
+    from .demo import run_demo
+    from .progress import StageLog, print_demo_table
+
+    with StageLog() as stages:
+        result = run_demo(out_dir, dims=dims, seeds=list(seed), iterations=iterations,
+                          overwrite=overwrite, report=stages.update)
+    print_demo_table(result)
+
+
+@app.command("recipe")
+@user_errors
+def show_recipe(
+    recipe: Path = typer.Argument(..., help="TOML recipe."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
+    """Validate a recipe and print it resolved (every key, with its documentation)."""
+    from .config.recipe import load_recipe, recipe_to_toml
+
+    typer.echo(recipe_to_toml(load_recipe(recipe, list(set_))), nl=False)
+
+
+@app.callback(invoke_without_command=True)
+def main_options(version: bool = typer.Option(False, "--version", help="Print the version.")) -> None:
+    if version:
+        from . import __version__
+
+        typer.echo(f"masktwins {__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="masktwins")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

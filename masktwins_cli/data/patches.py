@@ -1,0 +1,152 @@
+"""Random training crops from volumes, with labels, normalisation and augmentation.
+
+Volumes are (z, y, x) (a 2-D image counts as one slice). A 2-D model gets (y, x) crops from a
+random slice; a 3-D model gets (z, y, x) crops. Small volumes are held in memory; larger ones are
+read crop by crop through the volume interface. All randomness comes from the
+``numpy.random.Generator`` passed to :meth:`PatchSampler.sample`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import MaskTwinsError
+from .normalization import IntensityStats, normalize
+
+CACHE_BYTES = 2 * 1024**3
+
+
+def as_zyx(array: np.ndarray) -> np.ndarray:
+    """A (y, x) image becomes a one-slice (1, y, x) volume; (z, y, x) is returned unchanged."""
+    return array[None] if array.ndim == 2 else array
+
+
+def check_labels(labels: np.ndarray, num_classes: int, name: str) -> None:
+    """Labels must be integers in [0, num_classes)."""
+    if labels.dtype.kind not in "biu":
+        raise MaskTwinsError(f"{name}: labels have dtype {labels.dtype}; expected integer class indices")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        found = np.unique(labels)
+        shown = ", ".join(str(v) for v in found[:10]) + (" ..." if found.size > 10 else "")
+        raise MaskTwinsError(f"{name}: label values {shown} outside the classes 0..{num_classes - 1} "
+                             "(model.num_classes)")
+
+
+class VolumeCrops:
+    """Crops of one image volume and (optionally) its label volume.
+
+    Args:
+        raw: image volume (numpy array or masktwins Volume), (z, y, x) or (y, x).
+        stats: normalisation statistics of ``raw``.
+        labels: label volume of the same shape, or None.
+        num_classes: for checking the labels.
+        names: (raw name, label name) for error messages.
+    """
+
+    def __init__(self, raw, stats: IntensityStats, labels=None, num_classes: int = 2,
+                 names: tuple[str, str] = ("raw", "labels")):
+        self.names = names
+        self.stats = stats
+        self.num_classes = num_classes
+        if labels is not None and tuple(labels.shape) != tuple(raw.shape):
+            raise MaskTwinsError(f"{names[1]}: shape {tuple(labels.shape)} differs from the image "
+                                 f"{names[0]} {tuple(raw.shape)}")
+        self.raw = self._cache(raw)
+        self.labels = None if labels is None else self._cache(labels)
+        if isinstance(self.labels, np.ndarray):
+            check_labels(self.labels, num_classes, names[1])
+        self.shape = (1, *raw.shape) if len(raw.shape) == 2 else tuple(raw.shape)
+
+    @staticmethod
+    def _cache(volume):
+        if isinstance(volume, np.ndarray):
+            return as_zyx(volume)
+        nbytes = int(np.prod(volume.shape)) * np.dtype(volume.dtype).itemsize
+        return as_zyx(volume.read_all()) if nbytes <= CACHE_BYTES else volume
+
+    def _read(self, volume, box):
+        if isinstance(volume, np.ndarray) or len(volume.shape) == 3:
+            return np.asarray(volume[box])
+        return np.asarray(volume[box[1:]])[None]
+
+    def crop(self, start: Sequence[int], size: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Normalised image crop (float32) and label crop (int64 or None), both of ``size`` (z,y,x)."""
+        box = tuple(slice(s, s + n) for s, n in zip(start, size))
+        image = self._read(self.raw, box)
+        if not np.all(np.isfinite(image)):
+            raise MaskTwinsError(f"{self.names[0]}: NaN or infinite values near voxel {tuple(start)}")
+        image = normalize(image, self.stats)
+        if self.labels is None:
+            return image, None
+        labels = self._read(self.labels, box)
+        if not isinstance(self.labels, np.ndarray):
+            check_labels(labels, self.num_classes, self.names[1])
+        return image, labels.astype(np.int64)
+
+
+def crop_size_zyx(patch_size: Sequence[int], spatial_dims: int) -> tuple[int, int, int]:
+    """The (z, y, x) read size of one crop: one slice for a 2-D model."""
+    return (1, *patch_size) if spatial_dims == 2 else tuple(patch_size)
+
+
+def check_fits(shape: Sequence[int], size: Sequence[int], name: str) -> None:
+    """The crop must fit in the volume along every axis."""
+    for axis, (n, s) in enumerate(zip(shape, size)):
+        if s > n:
+            raise MaskTwinsError(f"{name}: {'zyx'[axis]} size {n} is smaller than the crop size {s} "
+                                 "(data.patch_size)")
+
+
+def augment_pair(image: np.ndarray, labels: np.ndarray | None, spatial_dims: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """Random flips on every spatial axis and a random 90-degree turn in the (y, x) plane.
+
+    ``image`` and ``labels`` have the crop's spatial shape ((y, x) or (z, y, x)).
+    """
+    axes = list(range(image.ndim))
+    for axis in axes:
+        if rng.random() < 0.5:
+            image = np.flip(image, axis)
+            labels = None if labels is None else np.flip(labels, axis)
+    if image.shape[-1] == image.shape[-2]:
+        turns = int(rng.integers(4))
+        image = np.rot90(image, turns, axes=(-2, -1))
+        labels = None if labels is None else np.rot90(labels, turns, axes=(-2, -1))
+    return image, labels
+
+
+class PatchSampler:
+    """Draw batches of random crops from one :class:`VolumeCrops`.
+
+    ``sample`` returns images (B, 1, *patch) float32 and labels (B, *patch) int64 (or None).
+    """
+
+    def __init__(self, crops: VolumeCrops, patch_size: Sequence[int], spatial_dims: int,
+                 augment: bool = True, intensity_augment: float = 0.0):
+        self.crops = crops
+        self.spatial_dims = spatial_dims
+        self.size = crop_size_zyx(patch_size, spatial_dims)
+        self.augment = augment
+        self.intensity_augment = intensity_augment
+        check_fits(crops.shape, self.size, crops.names[0])
+
+    def _one(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        start = [int(rng.integers(0, n - s + 1)) for n, s in zip(self.crops.shape, self.size)]
+        image, labels = self.crops.crop(start, self.size)
+        if self.spatial_dims == 2:
+            image, labels = image[0], None if labels is None else labels[0]
+        if self.augment:
+            image, labels = augment_pair(image, labels, self.spatial_dims, rng)
+        if self.intensity_augment > 0:
+            s = self.intensity_augment
+            image = image * np.float32(rng.uniform(1 - s, 1 + s)) + np.float32(rng.uniform(-s, s))
+        return np.ascontiguousarray(image), None if labels is None else np.ascontiguousarray(labels)
+
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        pairs = [self._one(rng) for _ in range(batch)]
+        images = np.stack([p[0] for p in pairs])[:, None].astype(np.float32)
+        if pairs[0][1] is None:
+            return images, None
+        return images, np.stack([p[1] for p in pairs]).astype(np.int64)

@@ -1,0 +1,98 @@
+"""``masktwins evaluate``: score a probability volume against a label volume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.patches import as_zyx
+from ..errors import MaskTwinsError
+from ..io.volumes import open_volume
+from .metrics import SegmentationScores, score_slices, score_volume
+from .overlays import write_overlays
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Scores plus where the overlays went."""
+
+    prediction: str
+    ground_truth: str
+    scores: SegmentationScores
+    overlays: list[Path]
+
+    def as_dict(self) -> dict:
+        return {"prediction": self.prediction, "ground_truth": self.ground_truth,
+                **self.scores.as_dict(), "overlays": [str(p) for p in self.overlays]}
+
+
+def _foreground(labels: np.ndarray, uri: str, foreground_class: int) -> np.ndarray:
+    values = np.unique(labels)
+    if foreground_class not in values and values.size and values.max() > 1:
+        raise MaskTwinsError(f"{uri}: label values {values[:8].tolist()} do not contain the "
+                             f"foreground class {foreground_class}")
+    return (labels == foreground_class).astype(np.uint8)
+
+
+def _slices(prob_volume, truth_volume, truth_uri: str, foreground_class: int):
+    for z in range(prob_volume.shape[0]):
+        yield (np.asarray(prob_volume[z]),
+               _foreground(np.asarray(truth_volume[z]), truth_uri, foreground_class))
+
+
+def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: str = "per_slice",
+             overlay_dir: str | Path | None = None, raw: str | None = None,
+             foreground_class: int = 1) -> EvaluationResult:
+    """Per-slice (streamed, one slice in memory) or whole-volume IoU, F1, MCC and AP.
+
+    ``prediction``: foreground probabilities in [0, 1], (z, y, x) or (y, x).
+    ``ground_truth``: class labels of the same shape; ``foreground_class`` is the positive class.
+    """
+    prob = open_volume(prediction, ndim=(2, 3))
+    truth = open_volume(ground_truth, ndim=(2, 3))
+    if tuple(prob.shape) != tuple(truth.shape):
+        raise MaskTwinsError(f"{prediction}: shape {tuple(prob.shape)} differs from the ground truth "
+                             f"{ground_truth} {tuple(truth.shape)}")
+    if len(prob.shape) == 3 and mode == "per_slice":
+        scores = score_slices(_slices(prob, truth, ground_truth, foreground_class), threshold)
+        prob_all = truth_all = None
+    else:
+        prob_all = as_zyx(prob.read_all())
+        truth_all = _foreground(as_zyx(truth.read_all()), ground_truth, foreground_class)
+        scores = score_volume(prob_all, truth_all, threshold, mode)
+    overlays: list[Path] = []
+    if overlay_dir is not None:
+        if raw is None:
+            raise MaskTwinsError("--overlay needs --raw: the image volume to draw the overlays on")
+        image = open_volume(raw, ndim=(2, 3))
+        if tuple(image.shape) != tuple(prob.shape):
+            raise MaskTwinsError(f"{raw}: shape {tuple(image.shape)} differs from the prediction "
+                                 f"{tuple(prob.shape)}")
+        overlays = write_overlays(_ZyxView(image), _ZyxView(prob), _ForegroundView(truth, foreground_class),
+                                  Path(overlay_dir), threshold)
+    return EvaluationResult(prediction, ground_truth, scores, overlays)
+
+
+class _ZyxView:
+    """Slice-wise (z, y, x) view of a volume that may be 2-D."""
+
+    def __init__(self, volume):
+        self.volume = volume
+        self.shape = (1, *volume.shape) if len(volume.shape) == 2 else tuple(volume.shape)
+        self.ndim = 3
+
+    def __getitem__(self, z):
+        if len(self.volume.shape) == 2:
+            return np.asarray(self.volume[:, :])
+        return np.asarray(self.volume[z])
+
+
+class _ForegroundView(_ZyxView):
+    def __init__(self, volume, foreground_class: int):
+        super().__init__(volume)
+        self.foreground_class = foreground_class
+
+    def __getitem__(self, z):
+        return (super().__getitem__(z) == self.foreground_class).astype(np.uint8)

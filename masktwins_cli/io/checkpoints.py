@@ -1,0 +1,49 @@
+"""Checkpoints: plain data (recipe dict, state dicts, step, RNG states), written atomically and
+loaded with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import MaskTwinsError
+
+FORMAT = "masktwins-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (plus format tags) to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; one-line errors for bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise MaskTwinsError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise MaskTwinsError(f"checkpoint {path} is unreadable or corrupt: {reason[:200]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise MaskTwinsError(f"checkpoint {path} is not a masktwins checkpoint")
+    if payload.get("version") != VERSION:
+        raise MaskTwinsError(f"checkpoint {path} has format version {payload.get('version')}; "
+                             f"this masktwins reads version {VERSION}")
+    return payload

@@ -1,0 +1,396 @@
+"""The volume interface: every image volume (zarr, HDF5, TIFF) is read and written through here.
+
+A :class:`Volume` is a lazily opened, read-only, picklable view of the dataset a URI names (see
+:mod:`masktwins_cli.io.uri`). Axes keep the stored order: (z, y, x), (y, x), or (c, z, y, x)
+with uncalibrated leading axes. ``voxel_size`` (nm per voxel) and ``offset`` (nm, world position
+of voxel 0) have one entry per spatial axis, (z, y, x) order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import zarr
+
+from masktwins_cli.errors import MaskTwinsError
+from masktwins_cli.io.uri import (
+    ParsedUri,
+    ensure_zarr_parents,
+    open_array,
+    open_hdf5_file,
+    parse_uri,
+    reported_as,
+    update_ome_multiscales,
+    zarr_array_exists,
+    zarr_node_dir,
+)
+
+_AXES_TEXT = {2: "2-D (y,x)", 3: "3-D (z,y,x)", 4: "4-D (c,z,y,x)"}
+
+
+@dataclass(frozen=True)
+class VolumeMeta:
+    """Layout and calibration: ``shape``/``chunks`` in voxels per stored axis; ``voxel_size``
+    (nm) and ``offset`` (nm, world position of voxel 0) per spatial axis, (z, y, x) order."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunks: tuple[int, ...]
+    voxel_size: tuple[float, ...]
+    offset: tuple[float, ...]
+    ndim = property(lambda self: len(self.shape))
+    nbytes = property(lambda self: math.prod(self.shape) * self.dtype.itemsize)
+
+
+def axis_names(ndim: int) -> list[str]:
+    """Axis labels: ['y', 'x'], ['z', 'y', 'x'], ['c', 'z', 'y', 'x'], ['c0', 'c1', 'z', ...]."""
+    leading = ["c"] if ndim == 4 else [f"c{i}" for i in range(ndim - 3)]
+    return leading + ["z", "y", "x"][3 - min(ndim, 3) :]
+
+
+def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Chunks for new arrays: 64 per axis for (z,y,x), 512 for (y,x), 1 along leading axes."""
+    spatial = min(len(shape), 3)
+    chunks = (1,) * (len(shape) - spatial) + ({1: 4096, 2: 512}.get(spatial, 64),) * spatial
+    return tuple(max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True))
+
+
+def _calibration(values: Any, count: int, what: str, where: Any, exact: bool) -> tuple[float, ...]:
+    """``count`` finite floats (voxel sizes > 0): the last ``count`` of longer lists, or exact."""
+    try:
+        flat = np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError) as exc:
+        raise MaskTwinsError(f"{what} of '{where}' is not a list of numbers: {values!r}") from exc
+    if flat.size < count or (exact and flat.size != count):
+        axes = ",".join(axis_names(count))
+        raise MaskTwinsError(f"{what} of '{where}' has {flat.size} values, not {count} ({axes})")
+    flat = flat[flat.size - count :]
+    if not np.all(np.isfinite(flat)) or (what == "voxel_size" and np.any(flat <= 0)):
+        raise MaskTwinsError(f"{what} of '{where}' must be finite (voxel sizes > 0): {values!r}")
+    return tuple(float(v) for v in flat)
+
+
+def _make_meta(shape, dtype, chunks, voxel_size, offset, where: Any, exact: bool) -> VolumeMeta:
+    """Validated VolumeMeta; voxel size defaults to 1 nm and offset to 0 nm."""
+    spatial = min(len(shape), 3)
+    voxel = (1.0,) * spatial if voxel_size is None else voxel_size
+    origin = (0.0,) * spatial if offset is None else offset
+    return VolumeMeta(
+        tuple(int(s) for s in shape), np.dtype(dtype), tuple(int(c) for c in chunks),
+        _calibration(voxel, spatial, "voxel_size", where, exact),
+        _calibration(origin, spatial, "offset", where, exact),
+    )  # fmt: skip
+
+
+def _new_meta(parsed: ParsedUri, shape, dtype, chunks, voxel_size, offset) -> VolumeMeta:
+    """Layout of a volume about to be written; chunks default and are clipped to the shape."""
+    shape = tuple(int(s) for s in shape)
+    chunks = default_chunks(shape) if chunks is None else tuple(int(c) for c in chunks)
+    if not shape or min(shape) < 0 or len(chunks) != len(shape) or min(chunks) < 1:
+        raise MaskTwinsError(f"'{parsed}': cannot write shape {shape} with chunks {chunks}")
+    chunks = tuple(min(c, max(s, 1)) for c, s in zip(chunks, shape, strict=True))
+    return _make_meta(shape, dtype, chunks, voxel_size, offset, parsed, exact=True)
+
+
+def _open(parsed: ParsedUri, writable: bool = False) -> tuple[Any, VolumeMeta]:
+    """Open the array a URI names and validate its metadata; failures are MaskTwinsErrors."""
+    with reported_as(f"cannot read the metadata of '{parsed}'"):
+        array, chunks, (voxel, offset) = open_array(parsed, writable)
+        return array, _make_meta(array.shape, array.dtype, chunks, voxel, offset, parsed, False)
+
+
+def _close(array: Any) -> None:
+    """Close the file behind an array from :func:`_open` (zarr arrays hold none)."""
+    if hasattr(array, "file"):
+        array.file.close()
+
+
+# ------------------------------------------------------------------------------------ indexing
+def _split_basic_index(key: Any, shape: tuple[int, ...]) -> tuple[tuple, tuple]:
+    """Split a numpy basic index into backend_key, one in-bounds int or positive-step slice per
+    axis (what zarr/h5py take), and post, applied to the result: reverses steps, adds None axes."""
+    items = key if isinstance(key, tuple) else (key,)
+    ellipses = sum(item is Ellipsis for item in items)
+    n_indexed = sum(item is not None and item is not Ellipsis for item in items)
+    if ellipses > 1 or n_indexed > len(shape):
+        raise IndexError(f"invalid index {key!r} for a volume of shape {shape}")
+    fill = [slice(None)] * (len(shape) - n_indexed)
+    expanded = [part for item in items for part in (fill if item is Ellipsis else [item])]
+    backend, post, axes = [], [], iter(range(len(shape)))
+    for item in expanded + ([] if ellipses else fill):
+        if item is None:
+            post.append(None)
+            continue
+        axis = next(axes)
+        if isinstance(item, slice):
+            picked = range(*item.indices(shape[axis]))
+            ordered = picked if picked.step > 0 else picked[::-1]
+            backend.append(slice(ordered[0], ordered[-1] + 1, ordered.step) if picked else slice(0))
+            post.append(slice(None, None, -1) if picked.step < 0 else slice(None))
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+            if not -shape[axis] <= item < shape[axis]:
+                raise IndexError(f"index {item} is out of bounds for axis {axis} of {shape}")
+            backend.append(int(item) % shape[axis])
+        else:
+            raise TypeError(f"volumes support basic indexing only, got {type(item).__name__}")
+    return tuple(backend), tuple(post)
+
+
+def _check_box(box: Any, shape: tuple[int, ...], uri: str) -> tuple[slice, ...]:
+    """A box of step-1 slices inside ``shape`` (missing trailing axes = whole axis)."""
+    items = () if box is Ellipsis else box if isinstance(box, tuple) else (box,)
+    if len(items) > len(shape) or not all(isinstance(item, slice) for item in items):
+        raise IndexError(f"box for '{uri}' must be up to {len(shape)} slices, got {box!r}")
+    items += (slice(None),) * (len(shape) - len(items))
+    starts = [0 if item.start is None else int(item.start) for item in items]
+    stops = [size if item.stop is None else int(item.stop) for item, size in zip(items, shape)]
+    for item, start, stop, size in zip(items, starts, stops, shape, strict=True):
+        if item.step not in (None, 1) or not 0 <= start <= stop <= size:
+            raise IndexError(f"box {items} is not a step-1 box inside '{uri}' of shape {shape}")
+    return tuple(map(slice, starts, stops))
+
+
+# ------------------------------------------------------------------------------------- volumes
+class Volume:
+    """Read-only, lazily opened, picklable view of a dataset; ``vol[2:5, ::2, 7]`` is numpy basic
+    indexing. Pickles hold URI and metadata; the file reopens after unpickling and in forks."""
+
+    _writable = False
+
+    def __init__(self, parsed: ParsedUri, meta: VolumeMeta, handle: Any = None):
+        self._parsed, self.meta, self._handle, self._pid = parsed, meta, handle, os.getpid()
+
+    uri = property(lambda self: str(self._parsed), doc="Canonical URI of the dataset.")
+    shape = property(lambda self: self.meta.shape, doc="Voxels per axis.")
+    dtype = property(lambda self: self.meta.dtype)
+    ndim = property(lambda self: self.meta.ndim)
+    chunks = property(lambda self: self.meta.chunks, doc="Storage chunk shape in voxels.")
+    voxel_size = property(lambda self: self.meta.voxel_size, doc="nm per voxel, (z, y, x).")
+    offset = property(lambda self: self.meta.offset, doc="nm, world position of voxel 0.")
+
+    def _array(self) -> Any:
+        """The open array, (re)opened in this process when needed."""
+        if self._handle is None or self._pid != os.getpid():
+            array, meta = _open(self._parsed, self._writable)
+            if (meta.shape, meta.dtype) != (self.shape, self.dtype):
+                _close(array)
+                raise MaskTwinsError(f"'{self.uri}' changed on disk since it was opened")
+            self._handle, self._pid = array, os.getpid()
+        return self._handle
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        backend_key, post = _split_basic_index(key, self.shape)
+        with reported_as(f"cannot read '{self.uri}'"):
+            data = np.asarray(self._array()[backend_key])
+        return data[post] if post else data  # data[()] would turn a 0-d array into a scalar
+
+    def read(self, box: tuple[slice, ...]) -> np.ndarray:
+        """Voxels inside ``box`` (step-1 slices within the shape, else IndexError)."""
+        return self[_check_box(box, self.shape, self.uri)]
+
+    def read_all(self, max_bytes: int = 2**31) -> np.ndarray:
+        """The whole volume; MaskTwinsError if it is larger than ``max_bytes``."""
+        if self.meta.nbytes > max_bytes:
+            raise MaskTwinsError(f"'{self.uri}' is too large to load whole: {self.meta.nbytes:,} "
+                                 f"bytes > limit {max_bytes:,}; process it in blocks")  # fmt: skip
+        return self[...]
+
+    def close(self) -> None:
+        """Close the file handle (it is reopened by the next read)."""
+        if self._handle is not None and self._pid == os.getpid():
+            _close(self._handle)
+        self._handle = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_handle": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _pid=os.getpid())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}('{self.uri}', {self.shape}, {self.dtype})"
+
+
+class WritableVolume(Volume):
+    """A zarr volume that can also be written box by box (see :func:`create_volume`)."""
+
+    _writable = True
+
+    def write(self, box: tuple[slice, ...], data: np.ndarray) -> None:
+        """Store ``data`` (shape = box shape) at ``box`` (step-1 slices within the shape)."""
+        box = _check_box(box, self.shape, self.uri)
+        data = np.asarray(data)
+        if data.shape != tuple(item.stop - item.start for item in box):
+            raise ValueError(f"data of shape {data.shape} does not fit box {box} of '{self.uri}'")
+        integers = {data.dtype.kind, self.dtype.kind} <= set("biu")
+        if not integers and not np.can_cast(data.dtype, self.dtype, "same_kind"):
+            raise TypeError(f"refusing to cast {data.dtype} data into '{self.uri}' ({self.dtype})")
+        with reported_as(f"cannot write to '{self.uri}'"):
+            self._array()[box] = data.astype(self.dtype, copy=False)
+
+    __setitem__ = write
+
+
+def open_volume(uri: str | Path | ParsedUri, ndim: int | tuple[int, ...] | None = None) -> Volume:
+    """Open a volume read-only (metadata only); ``ndim`` = allowed number(s) of dimensions."""
+    parsed = parse_uri(uri)
+    array, meta = _open(parsed)
+    allowed = () if ndim is None else (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if allowed and meta.ndim not in allowed:
+        _close(array)
+        wanted = " or ".join(_AXES_TEXT.get(n, f"{n}-D") for n in allowed)
+        raise MaskTwinsError(f"'{parsed}': expected a {wanted} volume, got shape {meta.shape}")
+    return Volume(parsed, meta, array)
+
+
+# ------------------------------------------------------------------------------------- writing
+def create_volume(uri: str | Path | ParsedUri, shape: tuple[int, ...], dtype: Any,
+                  chunks: tuple[int, ...] | None, voxel_size: tuple[float, ...],
+                  offset: tuple[float, ...] | None = None, overwrite: bool = False,
+                  fill_value: Any = 0) -> WritableVolume:  # fmt: skip
+    """Create a zarr array for blockwise writing (voxel_size/offset in nm, (z, y, x)). A matching
+    existing array (shape, dtype, chunks, calibration) is reopened so writers can resume; another
+    is a MaskTwinsError unless ``overwrite`` (then it is deleted first). Not atomic."""
+    parsed = parse_uri(uri)
+    if parsed.kind != "zarr":
+        raise MaskTwinsError(f"'{parsed}': create_volume writes zarr only (data.zarr/array)")
+    meta = _new_meta(parsed, shape, dtype, chunks, voxel_size, offset)
+    if zarr_array_exists(parsed) and not overwrite:
+        old = _open(parsed, writable=True)[1]
+        same_grid = (old.shape, old.dtype, old.chunks) == (meta.shape, meta.dtype, meta.chunks)
+        if same_grid and np.allclose(old.voxel_size + old.offset, meta.voxel_size + meta.offset):
+            return WritableVolume(parsed, old)
+        layout = "shape {0.shape}, dtype {0.dtype}, chunks {0.chunks}, voxel_size {0.voxel_size}"
+        raise MaskTwinsError(f"'{parsed}' already exists with {layout.format(old)}, offset "
+                             f"{old.offset}, but {layout.format(meta)}, offset {meta.offset} "
+                             "was requested; delete it or allow overwriting")  # fmt: skip
+    zarr_format = ensure_zarr_parents(parsed)
+    _remove(zarr_node_dir(parsed))
+    _new_zarr_array(zarr_node_dir(parsed), meta, zarr_format, fill_value)
+    update_ome_multiscales(parsed, axis_names(meta.ndim), meta.voxel_size, meta.offset)
+    return WritableVolume(parsed, meta)
+
+
+def write_volume(uri: str | Path | ParsedUri, array: np.ndarray, voxel_size: tuple[float, ...],
+                 offset: tuple[float, ...] | None = None, chunks: tuple[int, ...] | None = None,
+                 overwrite: bool = False) -> Volume:  # fmt: skip
+    """Write a whole array (voxel_size/offset in nm) to a zarr, HDF5 or TIFF URI; return it opened.
+
+    Atomic: data goes to a hidden temporary sibling renamed into place once complete. An existing
+    target is an error unless ``overwrite``; then it is replaced after the new data is complete.
+    """
+    parsed = parse_uri(uri)
+    data = np.asarray(array)
+    meta = _new_meta(parsed, data.shape, data.dtype, chunks, voxel_size, offset)
+    parsed.container.parent.mkdir(parents=True, exist_ok=True)
+    writer = {"zarr": _write_zarr, "hdf5": _write_hdf5, "tiff": _write_tiff}[parsed.kind]
+    with reported_as(f"cannot write '{parsed}'"):  # disk full, permissions, ...
+        writer(parsed, data, meta, overwrite)
+    return open_volume(parsed)
+
+
+def _refuse_existing(exists: bool, parsed: ParsedUri, overwrite: bool) -> None:
+    if exists and not overwrite:
+        raise MaskTwinsError(f"'{parsed}' already exists; not overwriting it")
+
+
+def _new_zarr_array(directory: Path, meta: VolumeMeta, zarr_format: int, fill_value: Any = 0):
+    """An empty zarr array stored in ``directory``, with voxel_size/offset/axes attributes."""
+    axes = axis_names(meta.ndim)
+    attributes = {"voxel_size": list(meta.voxel_size), "offset": list(meta.offset), "axes": axes}
+    return zarr.create_array(
+        str(directory), shape=meta.shape, chunks=meta.chunks, dtype=meta.dtype,
+        fill_value=fill_value, zarr_format=zarr_format, attributes=attributes,
+        dimension_names=axes if zarr_format == 3 else None,
+    )  # fmt: skip
+
+
+def _write_slabs(target: Any, data: np.ndarray, slab: int) -> None:
+    """Copy ``data`` into ``target`` in slabs of ``slab`` along axis 0."""
+    for start in range(0, data.shape[0], slab):
+        target[start : start + slab] = data[start : start + slab]
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or directory tree if it exists."""
+    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _atomic_target(target: Path) -> Iterator[Path]:
+    """Yield a hidden sibling ``.name.tmp-<pid>-<random>`` to write; it replaces ``target`` if the
+    body succeeds (an old target is deleted after the rename) and is deleted otherwise."""
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        yield temporary
+        if temporary.is_dir() and target.exists():
+            old = temporary.with_name(temporary.name.replace(".tmp-", ".old-"))
+            os.replace(target, old)  # directories cannot be renamed over non-empty ones
+            try:
+                os.replace(temporary, target)
+            except BaseException:
+                os.replace(old, target)
+                raise
+            _remove(old)
+        else:  # files (and directories onto nothing) are replaced atomically
+            os.replace(temporary, target)
+    finally:
+        _remove(temporary)
+
+
+def _write_zarr(parsed: ParsedUri, data: np.ndarray, meta: VolumeMeta, overwrite: bool) -> None:
+    _refuse_existing(zarr_array_exists(parsed), parsed, overwrite)
+    zarr_format = ensure_zarr_parents(parsed)
+    with _atomic_target(zarr_node_dir(parsed)) as temporary:
+        _write_slabs(_new_zarr_array(temporary, meta, zarr_format), data, meta.chunks[0])
+    update_ome_multiscales(parsed, axis_names(meta.ndim), meta.voxel_size, meta.offset)
+
+
+def _write_hdf5(parsed: ParsedUri, data: np.ndarray, meta: VolumeMeta, overwrite: bool) -> None:
+    """Write into a copy of the file (other datasets are kept), then replace the file."""
+    path, name = parsed.container, parsed.dataset
+    if not name:
+        raise MaskTwinsError(f"'{path}': name the HDF5 dataset to write, e.g. {path}:/raw")
+    if path.exists():
+        with open_hdf5_file(path) as h5file:
+            _refuse_existing(name in h5file, parsed, overwrite)
+            if name in h5file and not hasattr(h5file[name], "shape"):
+                raise MaskTwinsError(f"'{parsed}' is an HDF5 group; refusing to replace it")
+    with _atomic_target(path) as temporary:
+        if path.exists():
+            shutil.copy2(path, temporary)
+        with open_hdf5_file(temporary, "a") as h5file:
+            if name in h5file:
+                del h5file[name]
+            dataset = h5file.create_dataset(
+                name, meta.shape, meta.dtype, chunks=meta.chunks if min(meta.shape) else None,
+                compression="gzip", compression_opts=1,
+            )  # fmt: skip
+            dataset.attrs.update(voxel_size=meta.voxel_size, offset=meta.offset,
+                                 axes=axis_names(meta.ndim))  # fmt: skip
+            _write_slabs(dataset, data, meta.chunks[0])
+
+
+def _write_tiff(parsed: ParsedUri, data: np.ndarray, meta: VolumeMeta, overwrite: bool) -> None:
+    """A (z,y,x) or (y,x) TIFF; calibration in tifffile's shaped metadata + resolution tags."""
+    path = parsed.container
+    if data.ndim not in (2, 3):
+        raise MaskTwinsError(f"'{path}': TIFF holds (y,x) or (z,y,x) volumes, not {data.shape}")
+    _refuse_existing(path.exists(), parsed, overwrite)
+    voxel_y, voxel_x = meta.voxel_size[-2:]
+    calibration = {"voxel_size": list(meta.voxel_size), "offset": list(meta.offset)}
+    with _atomic_target(path) as temporary:
+        tifffile.imwrite(
+            temporary, data, resolution=(1 / voxel_x, 1 / voxel_y), resolutionunit=1,
+            metadata={"axes": "".join(axis_names(data.ndim)).upper(), **calibration},
+        )  # fmt: skip

@@ -1,0 +1,108 @@
+"""Terminal presentation for the CLI: progress bars on a terminal, plain lines in batch logs."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+SHOWN_TERMS = ("loss", "loss_sup", "loss_cl", "loss_cm", "confident_fraction", "lr")
+
+
+def _fmt(record: dict, keys=SHOWN_TERMS) -> str:
+    return " ".join(f"{k}={record[k]:.4g}" for k in keys if isinstance(record.get(k), (int, float)))
+
+
+class TrainProgress:
+    """A rich progress bar when stderr is a terminal; otherwise one line per logged iteration."""
+
+    def __init__(self, total: int, log_every: int, label: str = "train"):
+        self.total = total
+        self.label = label
+        self.console = Console(stderr=True)
+        self.interactive = self.console.is_terminal
+        self.progress: Progress | None = None
+        self.task = None
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> "TrainProgress":
+        if self.interactive:
+            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[terms]}"), console=self.console)
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=self.total, terms="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def update(self, step: int, total: int, record: dict) -> None:
+        """Called by the training loop for every logged record (losses or validation)."""
+        validation = {k: v for k, v in record.items() if k.startswith("val_")}
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, total=total,
+                                 terms=_fmt(record) if not validation else "")
+            if validation:
+                self.progress.console.print(f"step {step}: " + _fmt(validation, tuple(validation)))
+            return
+        elapsed = time.perf_counter() - self.started
+        text = _fmt(validation, tuple(validation)) if validation else _fmt(record)
+        print(f"[{self.label}] step {step}/{total} {text} elapsed={elapsed:.0f}s",
+              file=sys.stderr, flush=True)
+
+
+class StageLog:
+    """Prints the demo's stages (one line each) and forwards training progress."""
+
+    def __init__(self):
+        self.console = Console(stderr=True)
+        self.current: TrainProgress | None = None
+
+    def __enter__(self) -> "StageLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.current is not None:
+            self.current.__exit__(*exc)
+
+    def update(self, stage: str, step: int | None = None, total: int | None = None,
+               record: dict | None = None) -> None:
+        if step is None:
+            if self.current is not None:
+                self.current.__exit__(None, None, None)
+                self.current = None
+            self.console.print(f"[bold cyan]>>[/] {stage}")
+            return
+        if self.current is None or self.current.label != stage:
+            self.current = TrainProgress(total or 0, 1, label=stage).__enter__()
+        self.current.update(step, total or 0, record or {})
+
+
+def print_scores(result) -> None:
+    """A table of the evaluation scores."""
+    s = result.scores
+    table = Table(title=f"{result.prediction} vs {result.ground_truth} ({s.mode}, threshold {s.threshold})")
+    for column in ("IoU", "F1", "MCC", "mAP", "slices"):
+        table.add_column(column, justify="right")
+    ap = "n/a" if s.ap is None else f"{s.ap:.4f}"
+    table.add_row(f"{s.iou:.4f}", f"{s.f1:.4f}", f"{s.mcc:.4f}", ap, str(s.n_slices))
+    Console().print(table)
+
+
+def print_demo_table(result) -> None:
+    """The demo's comparison: one row per method, mean and spread over seeds."""
+    table = Table(title=f"Synthetic mitochondria, target test volume ({result.dims}-D, "
+                        f"seeds {', '.join(map(str, result.seeds))})")
+    table.add_column("method")
+    for column in ("IoU", "F1", "MCC", "mAP", "train s"):
+        table.add_column(column, justify="right")
+    for row in result.summary:
+        cells = [f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}" for m in ("iou", "f1", "mcc", "ap")]
+        table.add_row(row["method"], *cells, f"{row['train_seconds']:.0f}")
+    Console().print(table)
+    print(f"results: {result.results_json}")

@@ -1,0 +1,50 @@
+"""Open the recipe's training volumes as patch samplers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config.recipe import resolve_data_path
+from ..config.schema import Recipe
+from ..data.normalization import intensity_stats, strided_sample
+from ..data.patches import PatchSampler, VolumeCrops
+from ..errors import MaskTwinsError
+from ..io.volumes import open_volume
+
+
+@dataclass
+class TrainingData:
+    """Source crops with labels, and target crops (None when not adapting)."""
+
+    source: PatchSampler
+    target: PatchSampler | None
+
+
+def open_image(recipe: Recipe, uri: str, key: str):
+    """An image volume named by recipe key ``key`` and its normalisation statistics."""
+    if not uri:
+        raise MaskTwinsError(f"recipe key '{key}' is empty: a volume URI is needed")
+    path = resolve_data_path(recipe, uri)
+    volume = open_volume(path, ndim=(2, 3))
+    return volume, intensity_stats(strided_sample(volume), recipe.data.normalization, path)
+
+
+def open_training_data(recipe: Recipe) -> TrainingData:
+    """Samplers for the source (image + labels) and, when adapting, the target image."""
+    d, m = recipe.data, recipe.model
+    raw, stats = open_image(recipe, d.source_raw, "data.source_raw")
+    if not d.source_labels:
+        raise MaskTwinsError("recipe key 'data.source_labels' is empty: training needs labels")
+    labels_path = resolve_data_path(recipe, d.source_labels)
+    labels = open_volume(labels_path, ndim=(2, 3))
+    crops = VolumeCrops(raw, stats, labels, m.num_classes, (raw.uri, labels_path))
+    source = PatchSampler(crops, d.patch_size, m.spatial_dims, d.augment, d.intensity_augment)
+    if not recipe.method.adapt:
+        return TrainingData(source, None)
+    if not d.target_raw:
+        raise MaskTwinsError("recipe key 'data.target_raw' is empty: method.adapt = true needs an "
+                             "unlabeled target volume (or set method.adapt = false)")
+    target_raw, target_stats = open_image(recipe, d.target_raw, "data.target_raw")
+    target_crops = VolumeCrops(target_raw, target_stats, None, m.num_classes, (target_raw.uri, ""))
+    target = PatchSampler(target_crops, d.patch_size, m.spatial_dims, d.augment, d.intensity_augment)
+    return TrainingData(source, target)

@@ -1,0 +1,35 @@
+"""The run's JSONL log: one JSON object per logged iteration or validation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class JsonlLog:
+    """Append-only JSONL file. On resume, lines from iterations >= the resume step are dropped
+    (they were logged after the checkpoint that is resumed from)."""
+
+    def __init__(self, path: Path, resume_step: int | None = None):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            path.write_text("", encoding="utf-8")
+        elif path.exists():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) < resume_step]
+            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                 for k, v in record.items()}
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(clean) + "\n")
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a run's log.jsonl."""
+    text = Path(path).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -1,0 +1,174 @@
+"""``masktwins train``: build the parts of a run from a validated recipe and run the loop."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..config.recipe import recipe_to_dict, recipe_to_toml, write_text_atomic
+from ..config.schema import Recipe
+from ..errors import MaskTwinsError
+from ..inference.windows import autocast_for
+from ..io.checkpoints import load_checkpoint, save_checkpoint
+from ..method.teacher import ema_alpha_at, make_teacher, update_ema
+from .data import TrainingData, open_training_data
+from .loop import LoopParts, LoopSchedule, run_loop
+from .metrics_log import JsonlLog
+from .model_setup import build_from_recipe, check_resume_compatible, resolve_device
+from .step import Batch, masktwins_losses
+from .validation import Validator
+
+log = logging.getLogger(__name__)
+
+Reporter = Callable[[int, int, dict], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run left behind."""
+
+    output_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    final_record: dict
+    best_score: float | None
+    iterations: int
+    seconds: float
+    device: str
+
+
+@dataclass
+class RunState:
+    """Mutable state the loop's parts share: RNGs and the best validation score."""
+
+    data_rng: np.random.Generator
+    mask_generator: torch.Generator
+    best_score: float | None = None
+    last_score: float | None = None
+
+
+def _optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
+    t = recipe.train
+    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+
+
+def _batch(data: TrainingData, recipe: Recipe, state: RunState, device: torch.device) -> Batch:
+    images, labels = data.source.sample(recipe.train.batch_size, state.data_rng)
+    target = None
+    if data.target is not None:
+        target, _ = data.target.sample(recipe.train.target_batch_size, state.data_rng)
+        target = torch.from_numpy(target).to(device)
+    return Batch(torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device), target)
+
+
+def _rng_payload(state: RunState) -> dict:
+    return {"numpy": state.data_rng.bit_generator.state, "mask": state.mask_generator.get_state(),
+            "torch": torch.get_rng_state()}
+
+
+def _restore_rng(state: RunState, payload: dict) -> None:
+    state.data_rng.bit_generator.state = payload["numpy"]
+    state.mask_generator.set_state(payload["mask"])
+    torch.set_rng_state(payload["torch"])
+
+
+def _prepare_output(recipe: Recipe, resume: bool) -> tuple[Path, dict | None]:
+    out = Path(recipe.train.output_dir)
+    last = out / "last.pt"
+    if resume:
+        if not last.exists():
+            raise MaskTwinsError(f"--resume: no checkpoint {last} to resume from")
+        payload = load_checkpoint(last)
+        check_resume_compatible(payload["recipe"], recipe_to_dict(recipe), last)
+        return out, payload
+    if last.exists():
+        raise MaskTwinsError(f"run folder {out} already holds a checkpoint: pass --resume to continue "
+                             "it, or choose another train.output_dir (nothing was overwritten)")
+    return out, None
+
+
+def train(recipe: Recipe, resume: bool = False, report: Reporter | None = None) -> TrainResult:
+    """Train a model as the recipe says; returns where the checkpoints are and the final scores."""
+    started = time.perf_counter()
+    out, payload = _prepare_output(recipe, resume)
+    device = resolve_device(recipe.train.device)
+    if recipe.train.threads:
+        torch.set_num_threads(recipe.train.threads)
+    torch.manual_seed(recipe.train.seed)
+    data = open_training_data(recipe)
+    model = build_from_recipe(recipe).to(device)
+    adapting = recipe.method.adapt
+    teacher = make_teacher(model) if adapting and recipe.method.ema else None
+    optimizer = _optimizer(recipe, model)
+    generator = torch.Generator(device="cpu").manual_seed(recipe.train.seed + 1)
+    state = RunState(np.random.default_rng(recipe.train.seed), generator)
+    start = 0
+    if payload is not None:
+        model.load_state_dict(payload["model"])
+        if teacher is not None:
+            teacher.load_state_dict(payload["teacher"])
+        optimizer.load_state_dict(payload["optimizer"])
+        _restore_rng(state, payload["rng"])
+        start, state.best_score = int(payload["step"]), payload.get("best_score")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "recipe.toml", recipe_to_toml(recipe))
+    jsonl = JsonlLog(out / "log.jsonl", resume_step=start if payload is not None else None)
+    validator = Validator.from_recipe(recipe, device)
+    weights = (torch.tensor(recipe.method.class_weights, dtype=torch.float32, device=device)
+               if recipe.method.class_weights else None)
+    batched_views = recipe.model.norm == "instance"
+
+    def losses(step: int) -> dict[str, torch.Tensor]:
+        model.train()
+        batch = _batch(data, recipe, state, device)
+        with autocast_for(device, recipe.train.amp):
+            return masktwins_losses(model, teacher if teacher is not None else model, batch,
+                                    recipe.method, state.mask_generator, weights, batched_views)
+
+    def after_step(step: int) -> None:
+        if teacher is not None:
+            update_ema(teacher, model, ema_alpha_at(step + 1, recipe.method.ema_alpha))
+
+    def validate(step: int) -> dict:
+        if validator is None:
+            return {}
+        scores = validator(model)
+        state.last_score = scores["val_iou"]
+        return scores
+
+    def checkpoint(step: int, final: bool) -> None:
+        improved = state.last_score is not None and (state.best_score is None
+                                                     or state.last_score > state.best_score)
+        if improved:
+            state.best_score = state.last_score
+        payload = {"recipe": recipe_to_dict(recipe), "model": model.state_dict(),
+                   "teacher": None if teacher is None else teacher.state_dict(),
+                   "optimizer": optimizer.state_dict(), "scaler": None, "step": step,
+                   "rng": _rng_payload(state), "best_score": state.best_score}
+        save_checkpoint(out / "last.pt", payload)
+        if improved:
+            save_checkpoint(out / "best.pt", payload)
+        state.last_score = None
+
+    def on_record(step: int, record: dict) -> None:
+        if len(record) > 1:
+            jsonl.write(record)
+            if report is not None:
+                report(step, recipe.train.iterations, record)
+
+    t = recipe.train
+    plan = LoopSchedule(start, t.iterations, t.lr, t.poly_power, t.warmup_iterations, t.grad_clip,
+                        t.log_every, t.checkpoint_every, t.val_every)
+    history = run_loop(LoopParts(model, optimizer, losses, after_step, checkpoint, validate,
+                                 on_record), plan)
+    best = out / "best.pt"
+    return TrainResult(out, out / "last.pt", best if best.exists() else None,
+                       history[-1] if history else {}, state.best_score, t.iterations,
+                       time.perf_counter() - started, str(device))
