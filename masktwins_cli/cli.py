@@ -79,11 +79,12 @@ def train(
 ) -> None:
     """Train a model (NoAdapt, MaskTwins or an ablation) as the recipe says."""
     from .config.recipe import load_recipe
+
+    overrides = list(set_) + ([f"train.output_dir={json.dumps(str(output_dir))}"] if output_dir else [])
+    resolved = load_recipe(recipe, overrides)  # before the heavy imports: bad recipes fail fast
     from .progress import TrainProgress
     from .training.run import train as run_training
 
-    overrides = list(set_) + ([f"train.output_dir={json.dumps(str(output_dir))}"] if output_dir else [])
-    resolved = load_recipe(recipe, overrides)
     with TrainProgress(resolved.train.iterations, resolved.train.log_every) as progress:
         result = run_training(resolved, resume=resume, report=progress.update)
     final = {k: v for k, v in result.final_record.items() if k.startswith(("loss", "val_"))}

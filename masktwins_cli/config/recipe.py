@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import os
 import sys
@@ -35,14 +36,17 @@ def _closest(name: str, allowed: list[str]) -> str:
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
-def _check_number(key: str, value: Any, meta: Mapping[str, Any]) -> None:
+def _check_number(key: str, value: Any, meta: Mapping[str, Any], shown: Any = None) -> None:
+    """Range rules of one number; ``shown`` is the whole value to quote (a list it sits in)."""
+    shown = value if shown is None else shown
     if isinstance(value, float) and not math.isfinite(value):
-        raise MaskTwinsError(f"recipe key '{key}' = {value!r}: expected a finite number")
+        raise MaskTwinsError(f"recipe key '{key}' = {shown!r}: expected finite numbers")
     bounds = [("min", lambda v, b: v >= b, ">="), ("max", lambda v, b: v <= b, "<="),
               ("gt", lambda v, b: v > b, ">"), ("lt", lambda v, b: v < b, "<")]
     for name, ok, symbol in bounds:
         if name in meta and not ok(value, meta[name]):
-            raise MaskTwinsError(f"recipe key '{key}' = {value!r}: must be {symbol} {meta[name]}")
+            what = "entries must be" if shown is not value else "must be"
+            raise MaskTwinsError(f"recipe key '{key}' = {shown!r}: {what} {symbol} {meta[name]}")
 
 
 def _coerce_scalar(key: str, value: Any, default: Any, meta: Mapping[str, Any]) -> Any:
@@ -67,23 +71,32 @@ def _coerce_scalar(key: str, value: Any, default: Any, meta: Mapping[str, Any]) 
     return value
 
 
-def _coerce_list(key: str, value: Any, meta: Mapping[str, Any]) -> tuple:
-    """Lists become tuples (nested lists too); numbers in them are range-checked."""
+def _coerce_list(key: str, value: Any, meta: Mapping[str, Any], depth: int = 0) -> tuple:
+    """Lists become tuples; entries are checked for type (integers, nesting) and range."""
     if not isinstance(value, (list, tuple)):
         raise MaskTwinsError(f"recipe key '{key}' = {value!r}: expected a list")
-    if "length" in meta and len(value) not in meta["length"]:
+    if depth == 0 and "length" in meta and len(value) not in meta["length"]:
         lengths = " or ".join(str(n) for n in meta["length"])
         raise MaskTwinsError(f"recipe key '{key}' = {list(value)!r}: expected {lengths} entries")
+    kind = "integers" if meta.get("integer") else "numbers"
     items = []
     for item in value:
-        if isinstance(item, (list, tuple)):
-            items.append(_coerce_list(key, item, {k: v for k, v in meta.items() if k != "length"}))
-        elif isinstance(item, bool) or not isinstance(item, (int, float)):
-            raise MaskTwinsError(f"recipe key '{key}' = {list(value)!r}: expected numbers")
-        else:
-            _check_number(key, item, meta)
-            items.append(item)
+        if meta.get("nested") and depth == 0:
+            if not isinstance(item, (list, tuple)):
+                raise MaskTwinsError(f"recipe key '{key}' = {list(value)!r}: expected a list of "
+                                     f"lists of {kind}")
+            items.append(_coerce_list(key, item, meta, depth + 1))
+            continue
+        number_ok = isinstance(item, int) if meta.get("integer") else isinstance(item, (int, float))
+        if isinstance(item, bool) or not number_ok:
+            raise MaskTwinsError(f"recipe key '{key}' = {_plain(value)!r}: expected a list of {kind}")
+        _check_number(key, item, meta, _plain(value))
+        items.append(item)
     return tuple(items)
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def _build_section(name: str, cls: type, values: Mapping[str, Any]):
@@ -220,7 +233,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(value, ensure_ascii=False)  # JSON string escapes are valid TOML
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return repr(value)

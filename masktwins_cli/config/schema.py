@@ -2,7 +2,8 @@
 
 Field metadata keys: ``doc`` (one line, with the paper's symbol in brackets where there is one),
 ``choices`` (allowed strings), ``min`` / ``max`` (inclusive bounds), ``gt`` / ``lt`` (exclusive
-bounds), ``length`` (allowed list lengths). :mod:`masktwins_cli.config.recipe` validates against
+bounds), ``length`` (allowed list lengths), ``integer`` (list of integers), ``nested`` (list
+of lists, e.g. ``model.pool``). :mod:`masktwins_cli.config.recipe` validates against
 them; ``masktwins recipe-doc`` prints them.
 """
 
@@ -29,7 +30,7 @@ class DataSection:
     val_raw: str = doc("labeled target validation image URI, optional (empty: no validation)", "")
     val_labels: str = doc("labels of the validation volume, optional", "")
     patch_size: tuple = doc("training crop size in voxels, (y, x) in 2D or (z, y, x) in 3D", (256, 256),
-                            length=(2, 3), min=8)
+                            length=(2, 3), min=8, integer=True)
     normalization: str = doc("per-volume intensity normalisation before masking (zero = mean)", "zscore",
                              choices=("zscore", "percentile"))
     augment: bool = doc("random flips and 90-degree in-plane rotations of training crops", True)
@@ -43,12 +44,14 @@ class ModelSection:
 
     name: str = doc("network from the registry", "unet", choices=("unet",))
     spatial_dims: int = doc("2 (slice by slice) or 3 (volumetric)", 2, choices=(2, 3))
-    in_channels: int = doc("input channels", 1, min=1, max=16)
+    in_channels: int = doc("input channels (single-channel EM)", 1, choices=(1,))
     num_classes: int = doc("output classes (softmax); 2 = background / mitochondria", 2, min=2, max=255)
-    features: tuple = doc("channels of the five U-Net stages", (16, 32, 64, 128, 256), length=(5,), min=1)
+    features: tuple = doc("channels of the five U-Net stages", (16, 32, 64, 128, 256), length=(5,), min=1,
+                   integer=True)
     norm: str = doc("normalisation layer", "instance", choices=("instance", "batch"))
     pool: tuple = doc("3D only: pooling kernel per down step, e.g. [[1,2,2],[1,2,2],[2,2,2],[2,2,2]] "
-                      "for anisotropic data; empty = 2 on every axis", ())
+                      "for anisotropic data; empty = 2 on every axis", (), length=(0, 4), min=1,
+                      integer=True, nested=True)
     dropout: float = doc("dropout probability in the convolution blocks", 0.0, min=0.0, lt=1.0)
 
 
@@ -62,7 +65,7 @@ class MethodSection:
                          "complementary", choices=("complementary", "random", "single", "none"))
     mask_ratio: float = doc("[r] probability that a block is masked out of view D", 0.5, gt=0.0, lt=1.0)
     block_size: tuple = doc("[b] mask block size in voxels, one value per axis (y, x) or (z, y, x)",
-                            (32, 32), length=(2, 3), min=1)
+                            (32, 32), length=(2, 3), min=1, integer=True)
     num_views: int = doc("[K] complementary views (Theorem 7: each block visible in exactly one)", 2,
                          min=2, max=16)
     lambda_cl: float = doc("[lambda] weight of CE(p_D) against (1 - lambda) for CE(p_1-D); "
@@ -82,7 +85,8 @@ class MethodSection:
                              0.968, gt=0.0, lt=1.0)
     adain: bool = doc("AdaIN: re-style source features with target statistics in shallow stages", True)
     adain_stages: int = doc("number of shallow encoder stages AdaIN acts on", 2, min=1, max=4)
-    class_weights: tuple = doc("cross-entropy class weights for L_sup (empty = unweighted)", ())
+    class_weights: tuple = doc("cross-entropy class weights for L_sup (empty = unweighted)", (),
+                               gt=0.0)
 
 
 @dataclass(frozen=True)
@@ -112,11 +116,13 @@ class TrainSection:
 class InferSection:
     """Sliding-window prediction."""
 
-    window: tuple = doc("window size in voxels ((y, x) or (z, y, x)); empty = data.patch_size", ())
+    window: tuple = doc("window size in voxels ((y, x) or (z, y, x)); empty = data.patch_size", (),
+                  length=(0, 2, 3), min=8, integer=True)
     overlap: float = doc("fraction of overlap between neighbouring windows", 0.25, min=0.0, lt=1.0)
     batch_size: int = doc("windows per forward pass", 4, min=1)
     blend: str = doc("window blending", "gaussian", choices=("gaussian", "constant"))
-    block_size: tuple = doc("output block size in voxels ((z, y, x)); empty = the output chunks", ())
+    block_size: tuple = doc("output block size in voxels ((z, y, x)); empty = about 16 x 512 x 512",
+                      (), length=(0, 3), min=1, integer=True)
 
 
 @dataclass(frozen=True)

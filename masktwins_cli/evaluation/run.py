@@ -55,17 +55,20 @@ def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: s
     if tuple(prob.shape) != tuple(truth.shape):
         raise MaskTwinsError(f"{prediction}: shape {tuple(prob.shape)} differs from the ground truth "
                              f"{ground_truth} {tuple(truth.shape)}")
-    if len(prob.shape) == 3 and mode == "per_slice":
-        scores = score_slices(_slices(prob, truth, ground_truth, foreground_class), threshold)
-        prob_all = truth_all = None
-    else:
-        prob_all = as_zyx(prob.read_all())
-        truth_all = _foreground(as_zyx(truth.read_all()), ground_truth, foreground_class)
-        scores = score_volume(prob_all, truth_all, threshold, mode)
+    if overlay_dir is not None and raw is None:
+        raise MaskTwinsError("--overlay needs --raw: the image volume to draw the overlays on")
+    try:
+        if len(prob.shape) == 3 and mode == "per_slice":
+            scores = score_slices(_slices(prob, truth, ground_truth, foreground_class), threshold)
+        else:
+            truth_all = _foreground(as_zyx(truth.read_all()), ground_truth, foreground_class)
+            scores = score_volume(as_zyx(prob.read_all()), truth_all, threshold, mode)
+    except MaskTwinsError as err:
+        message = str(err)
+        raise MaskTwinsError(message if prediction in message or ground_truth in message
+                             else f"{prediction}: {message}") from None
     overlays: list[Path] = []
     if overlay_dir is not None:
-        if raw is None:
-            raise MaskTwinsError("--overlay needs --raw: the image volume to draw the overlays on")
         image = open_volume(raw, ndim=(2, 3))
         if tuple(image.shape) != tuple(prob.shape):
             raise MaskTwinsError(f"{raw}: shape {tuple(image.shape)} differs from the prediction "

@@ -9,7 +9,7 @@ from typing import Any
 
 
 class JsonlLog:
-    """Append-only JSONL file. On resume, lines from iterations >= the resume step are dropped
+    """Append-only JSONL file. On resume, lines from iterations after the resume step are dropped
     (they were logged after the checkpoint that is resumed from)."""
 
     def __init__(self, path: Path, resume_step: int | None = None):
@@ -19,7 +19,7 @@ class JsonlLog:
             path.write_text("", encoding="utf-8")
         elif path.exists():
             kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) < resume_step]
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
             path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:

@@ -11,7 +11,8 @@ from ..config.schema import Recipe
 from ..errors import MaskTwinsError
 from ..models import build_model
 
-# [train] keys that may change between a checkpoint and its resumed run.
+# [train] keys that may change between a checkpoint and its resumed run (and data.root, so a
+# data folder can move).
 RESUMABLE_CHANGES = {"iterations", "log_every", "checkpoint_every", "val_every", "output_dir",
                      "threads", "device"}
 
@@ -38,7 +39,7 @@ def _first_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | N
         for key in sorted(set(a) | set(b)):
             if section == "train" and key in RESUMABLE_CHANGES:
                 continue
-            if section in ("infer", "evaluate"):
+            if section in ("infer", "evaluate") or (section == "data" and key == "root"):
                 continue
             if a.get(key) != b.get(key):
                 return f"{section}.{key}: checkpoint has {a.get(key)!r}, recipe has {b.get(key)!r}"
