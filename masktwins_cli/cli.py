@@ -57,12 +57,14 @@ def prepare_synthetic_cmd(
     task: str = typer.Option("mito", help="Synthetic task (mito)."),
     dims: int = typer.Option(2, help="2: stacks of independent sections; 3: anisotropic volumes."),
     seed: int = typer.Option(0, help="Seed of the generator."),
+    shape: Optional[str] = typer.Option(None, help="Volume size Z,Y,X (default: 24,256,256 in 2-D, 48,160,160 in 3-D)."),
     overwrite: bool = typer.Option(False, help="Replace existing volumes in OUT_DIR."),
 ) -> None:
     """Generate a synthetic EM source/target domain pair with mitochondria labels."""
-    from .prepare.synthetic import prepare_synthetic
+    from .prepare.synthetic import parse_shape, prepare_synthetic
 
-    result = prepare_synthetic(out_dir, task=task, dims=dims, seed=seed, overwrite=overwrite)
+    result = prepare_synthetic(out_dir, task=task, dims=dims, seed=seed, overwrite=overwrite,
+                               shape=parse_shape(shape) if shape else None)
     for name, shape in result.shapes.items():
         typer.echo(f"{name}: {'x'.join(map(str, shape))} voxels, "
                    f"{100 * result.foreground[name]:.1f}% mitochondria")

@@ -42,7 +42,7 @@ TINY_RECIPE = {
     "model": {"spatial_dims": 2, "features": [2, 4, 4, 4, 4]},
     "method": {"block_size": [8, 8], "ema_alpha": 0.9},
     "train": {"iterations": 4, "batch_size": 2, "target_batch_size": 2, "lr": 1e-3,
-              "log_every": 1, "checkpoint_every": 2, "output_dir": ""},
+              "log_every": 1, "checkpoint_every": 2, "output_dir": "", "threads": 1},
     "infer": {"batch_size": 2},
 }
 

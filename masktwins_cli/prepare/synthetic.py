@@ -33,6 +33,17 @@ class PreparedDataset:
     foreground: dict[str, float]
 
 
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """``"8,128,128"`` -> (8, 128, 128); one-line error otherwise."""
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise MaskTwinsError(f"--shape {text!r}: expected three positive integers Z,Y,X, e.g. 8,128,128")
+    return shape
+
+
 def chunks_for(shape: tuple[int, ...], dims: int) -> tuple[int, ...]:
     """Chunking: whole slices of up to 256^2 for 2-D work, 32^3-ish boxes for 3-D."""
     z, y, x = shape
