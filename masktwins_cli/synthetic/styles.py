@@ -127,23 +127,22 @@ TARGET_STYLE = DomainStyle(
     membrane_darkness=0.55,
     mito_fraction=0.065,
     mito_scale=1.6,
-    mito_darkness=0.42,
-    mito_outline_darkness=0.25,
-    blob_fraction=0.03,
+    mito_outline_darkness=0.27,
+    blob_fraction=0.025,
     blob_darkness=0.55,
     vesicle_fraction=0.015,
-    blur_sigma_px=1.3,
-    gamma=0.65,
-    contrast_gain=0.85,
-    contrast_offset=0.08,
+    blur_sigma_px=1.1,
+    gamma=0.7,
+    contrast_gain=0.9,
+    contrast_offset=0.06,
     gaussian_noise_std=0.045,
-    shot_noise_photons=140.0,
+    shot_noise_photons=150.0,
     section_jitter=0.03,
 )
-"""Target domain: gamma 0.65 with gain 0.85 / offset 0.08 (brighter membranes, about half the
+"""Target domain: gamma 0.7 with gain 0.9 / offset 0.06 (brighter membranes, ~0.6x the
 mitochondria/cytoplasm contrast), Poisson + Gaussian noise (~1.4x the source noise level),
-blur 1.3 px instead of 0.7, ~2x coarser grain, mitochondria 1.6x larger in nm = 1.33x in
-pixels, 2.5x more (and darker) lysosome-like blobs, 30 nm sections at 6 nm pixels."""
+blur 1.1 px instead of 0.7, ~2x coarser grain, mitochondria 1.6x larger in nm = 1.33x in
+pixels, 2x more (and darker) lysosome-like blobs, 30 nm sections at 6 nm pixels."""
 
 
 def style_doc(name: str) -> str:
