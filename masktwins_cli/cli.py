@@ -11,7 +11,6 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -57,7 +56,8 @@ def prepare_synthetic_cmd(
     task: str = typer.Option("mito", help="Synthetic task (mito)."),
     dims: int = typer.Option(2, help="2: stacks of independent sections; 3: anisotropic volumes."),
     seed: int = typer.Option(0, help="Seed of the generator."),
-    shape: Optional[str] = typer.Option(None, help="Volume size Z,Y,X (default: 24,256,256 in 2-D, 48,160,160 in 3-D)."),
+    shape: str | None = typer.Option(
+        None, help="Volume size Z,Y,X (default: 24,256,256 in 2-D, 48,160,160 in 3-D)."),
     overwrite: bool = typer.Option(False, help="Replace existing volumes in OUT_DIR."),
 ) -> None:
     """Generate a synthetic EM source/target domain pair with mitochondria labels."""
@@ -75,9 +75,9 @@ def prepare_synthetic_cmd(
 @user_errors
 def train(
     recipe: Path = typer.Argument(..., help="TOML recipe, e.g. recipes/synthetic_mito2d.toml."),
-    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     resume: bool = typer.Option(False, help="Continue from OUTPUT_DIR/last.pt where it stopped."),
-    output_dir: Optional[Path] = typer.Option(None, help="Run folder (overrides train.output_dir)."),
+    output_dir: Path | None = typer.Option(None, help="Run folder (overrides train.output_dir)."),
 ) -> None:
     """Train a model (NoAdapt, MaskTwins or an ablation) as the recipe says."""
     from .config.recipe import load_recipe
@@ -101,10 +101,14 @@ def train(
 @user_errors
 def infer(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by masktwins train (last.pt)."),
-    input_volume: str = typer.Argument(..., metavar="INPUT", help="Image volume URI: x.zarr/raw, f.h5:/raw, f.tif."),
-    output: str = typer.Option(..., "-o", "--output", help="Output URI, e.g. pred.zarr/probabilities."),
-    set_: List[str] = typer.Option([], "--set", help="Override [infer] values, e.g. --set infer.overlap=0.5."),
-    weights: str = typer.Option("student", help="student (default, as evaluated in the paper) or teacher (EMA)."),
+    input_volume: str = typer.Argument(
+        ..., metavar="INPUT", help="Image volume URI: x.zarr/raw, f.h5:/raw, f.tif."),
+    output: str = typer.Option(
+        ..., "-o", "--output", help="Output URI, e.g. pred.zarr/probabilities."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override [infer] values, e.g. --set infer.overlap=0.5."),
+    weights: str = typer.Option(
+        "student", help="student (default, as evaluated in the paper) or teacher (EMA)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     overwrite: bool = typer.Option(False, help="Replace an existing output."),
 ) -> None:
@@ -124,9 +128,9 @@ def evaluate(
     ground_truth: str = typer.Argument(..., help="Label volume URI."),
     threshold: float = typer.Option(0.5, help="Binarisation threshold."),
     mode: str = typer.Option("per_slice", help="per_slice (mean over z-slices, the paper's) or volume."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores to this JSON file."),
-    overlay: Optional[Path] = typer.Option(None, help="Write PNG overlays here (FN red, FP green)."),
-    raw: Optional[str] = typer.Option(None, help="Image volume for --overlay."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the scores to this JSON file."),
+    overlay: Path | None = typer.Option(None, help="Write PNG overlays here (FN red, FP green)."),
+    raw: str | None = typer.Option(None, help="Image volume for --overlay."),
 ) -> None:
     """Score a prediction: IoU, F1, MCC at the threshold and average precision (mAP)."""
     from .config.recipe import write_text_atomic
@@ -146,8 +150,8 @@ def evaluate(
 def demo(
     out_dir: Path = typer.Argument(Path("runs/demo"), help="Folder for data, runs and results."),
     dims: int = typer.Option(2, help="2 or 3 (the 3-D demo takes longer)."),
-    seed: List[int] = typer.Option([0], help="Seeds (repeatable); each gives its own data and runs."),
-    iterations: Optional[int] = typer.Option(None, help="Training iterations (default: the recipe's)."),
+    seed: list[int] = typer.Option([0], help="Seeds (repeatable); each gives its own data and runs."),
+    iterations: int | None = typer.Option(None, help="Training iterations (default: the recipe's)."),
     overwrite: bool = typer.Option(False, help="Replace a previous demo in OUT_DIR."),
 ) -> None:
     """The main job: synthetic pair -> NoAdapt, MaskTwins, Oracle -> infer -> evaluate -> table."""
@@ -164,7 +168,7 @@ def demo(
 @user_errors
 def show_recipe(
     recipe: Path = typer.Argument(..., help="TOML recipe."),
-    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Validate a recipe and print it resolved (every key, with its documentation)."""
     from .config.recipe import load_recipe, recipe_to_toml

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from .config.recipe import load_recipe, write_text_atomic
 from .errors import MaskTwinsError

@@ -28,7 +28,7 @@ class TrainProgress:
         self.task = None
         self.started = time.perf_counter()
 
-    def __enter__(self) -> "TrainProgress":
+    def __enter__(self) -> TrainProgress:
         if self.interactive:
             self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                      MofNCompleteColumn(), TimeRemainingColumn(),
@@ -63,7 +63,7 @@ class StageLog:
         self.console = Console(stderr=True)
         self.current: TrainProgress | None = None
 
-    def __enter__(self) -> "StageLog":
+    def __enter__(self) -> StageLog:
         return self
 
     def __exit__(self, *exc) -> None:

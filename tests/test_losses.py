@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from masktwins_cli.method.losses import (
-    consistency_loss, supervised_loss, twin_cross_entropy, view_weights, weighted_cross_entropy)
+    consistency_loss,
+    supervised_loss,
+    twin_cross_entropy,
+    view_weights,
+    weighted_cross_entropy,
+)
 from masktwins_cli.method.pseudo_labels import pseudo_labels
 
 

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from masktwins_cli.method.masking import (
-    block_grid_shape, complementary_block_masks, expand_blocks, masked_views, view_masks)
+    block_grid_shape,
+    complementary_block_masks,
+    expand_blocks,
+    masked_views,
+    view_masks,
+)
 
 
 def gen(seed=0):

@@ -4,8 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from masktwins_cli.method.adain import (
-    AdaINStyler, StatisticsRecorder, adain, channel_statistics)
+from masktwins_cli.method.adain import AdaINStyler, StatisticsRecorder, adain, channel_statistics
 from masktwins_cli.method.teacher import ema_alpha_at, make_teacher, update_ema
 
 

@@ -8,7 +8,7 @@ read crop by crop through the volume interface. All randomness comes from the
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..errors import MaskTwinsError
-from ..io.uri import parse_uri, update_ome_multiscales
+from ..io.uri import open_zarr_array, parse_uri, update_ome_multiscales
 
 DEFAULT_DATASET = "probabilities"
 
@@ -30,7 +30,7 @@ class OutputTarget:
         return f"{self.container}/{self.dataset}"
 
     @classmethod
-    def prepare(cls, output_uri: str, input_uri: str, overwrite: bool) -> "OutputTarget":
+    def prepare(cls, output_uri: str, input_uri: str, overwrite: bool) -> OutputTarget:
         """Check the output URI before any work: zarr, not the input, not already there."""
         parsed = parse_uri(output_uri)
         if parsed.kind != "zarr":
@@ -52,14 +52,21 @@ class OutputTarget:
         """Output chunks: up to 8 x 256 x 256 voxels."""
         return tuple(min(n, c) for n, c in zip(shape_zyx, (8, 256, 256)))
 
-    def create(self, volume, chunks_zyx: Sequence[int]):
-        """The staging array: float32 probabilities, the input's shape, voxel size and offset."""
+    def create(self, volume, chunks_zyx: Sequence[int], provenance: dict):
+        """The staging array: float32 probabilities, the input's shape, voxel size and offset.
+
+        ``provenance`` (checkpoint, input, resolved recipe) is stored in the array's attributes
+        under ``masktwins``, so every prediction carries the recipe that made it.
+        """
         from ..io.volumes import create_volume
 
         shutil.rmtree(self.staging_root, ignore_errors=True)
         chunks = tuple(chunks_zyx) if len(volume.shape) == 3 else tuple(chunks_zyx[1:])
-        return create_volume(f"{self.staging_root}/{self.dataset}", tuple(volume.shape),
-                             np.float32, chunks, volume.voxel_size, volume.offset)
+        uri = f"{self.staging_root}/{self.dataset}"
+        writer = create_volume(uri, tuple(volume.shape), np.float32, chunks, volume.voxel_size,
+                               volume.offset)
+        open_zarr_array(parse_uri(uri), writable=True).attrs.update({"masktwins": provenance})
+        return writer
 
     def commit(self) -> None:
         """Move the finished array into place (replacing an old one only now)."""

@@ -12,14 +12,14 @@ from __future__ import annotations
 import itertools
 import shutil
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from ..config.recipe import apply_overrides, recipe_from_dict
+from ..config.recipe import apply_overrides, recipe_from_dict, recipe_to_dict
 from ..config.schema import Recipe
 from ..data.normalization import intensity_stats, normalize, strided_sample
 from ..errors import MaskTwinsError
@@ -109,7 +109,9 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
     window = tuple(recipe.infer.window or recipe.data.patch_size)
     halo = (0, window[0] // 2, window[1] // 2) if recipe.model.spatial_dims == 2 \
         else tuple(w // 2 for w in window)
-    writer = target.create(volume, chunks)
+    provenance = {"checkpoint": str(checkpoint), "input": str(input_uri), "weights": weights,
+                  "recipe": recipe_to_dict(recipe)}
+    writer = target.create(volume, chunks, provenance)
     count = 0
     try:
         for start in block_starts(shape_zyx, block):

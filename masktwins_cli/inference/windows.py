@@ -8,7 +8,7 @@ importance map; softmax probabilities, not logits, are blended.
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -391,6 +391,6 @@ def _write_tiff(parsed: ParsedUri, data: np.ndarray, meta: VolumeMeta, overwrite
     calibration = {"voxel_size": list(meta.voxel_size), "offset": list(meta.offset)}
     with _atomic_target(path) as temporary:
         tifffile.imwrite(
-            temporary, data, resolution=(1 / voxel_x, 1 / voxel_y), resolutionunit=1,
-            metadata={"axes": "".join(axis_names(data.ndim)).upper(), **calibration},
+            temporary, data, photometric="minisblack", resolution=(1 / voxel_x, 1 / voxel_y),
+            resolutionunit=1, metadata={"axes": "".join(axis_names(data.ndim)).upper(), **calibration},
         )  # fmt: skip

@@ -11,7 +11,7 @@ Shapes: logits (B, C, *spatial), labels (B, *spatial) int64, weights (B, *spatia
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -12,7 +12,7 @@ Shapes: ``spatial`` is (y, x) or (z, y, x); masks are float tensors (B, 1, *spat
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

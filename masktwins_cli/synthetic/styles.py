@@ -98,7 +98,9 @@ def _validate(style: DomainStyle) -> None:
     if not isinstance(style.name, str) or not style.name:
         raise MaskTwinsError(f"DomainStyle.name: expected a non-empty string, got {style.name!r}")
     vs = style.voxel_size_nm
-    if not isinstance(vs, (tuple, list)) or len(vs) != 3 or not all(isinstance(v, (int, float)) and v > 0 for v in vs):
+    is_list = isinstance(vs, (tuple, list))
+    positive = is_list and all(isinstance(v, (int, float)) and v > 0 for v in vs)
+    if not isinstance(vs, (tuple, list)) or len(vs) != 3 or not positive:
         raise MaskTwinsError(f"DomainStyle.voxel_size_nm: expected 3 positive numbers, got {vs}")
     for f in fields(style):
         value = getattr(style, f.name)

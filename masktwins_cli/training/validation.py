@@ -30,7 +30,7 @@ class Validator:
     device: torch.device
 
     @classmethod
-    def from_recipe(cls, recipe: Recipe, device: torch.device) -> "Validator | None":
+    def from_recipe(cls, recipe: Recipe, device: torch.device) -> Validator | None:
         if not recipe.data.val_raw:
             return None
         volume, stats = open_image(recipe, recipe.data.val_raw, "data.val_raw")
