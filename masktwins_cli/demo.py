@@ -78,16 +78,18 @@ def markdown_table(summary: list[dict], dims: int, seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run_seed(out: Path, dims: int, seed: int, iterations: int | None, report: Report) -> list[dict]:
+def _run_seed(out: Path, dims: int, seed: int, iterations: int | None, report: Report,
+              shape: tuple[int, int, int] | None, common: list[str]) -> list[dict]:
     seed_dir = out / f"seed{seed}"
     report(f"seed {seed}: generating the synthetic {dims}-D domain pair")
-    data = prepare_synthetic(seed_dir / "data", task="mito", dims=dims, seed=seed)
+    data = prepare_synthetic(seed_dir / "data", task="mito", dims=dims, seed=seed, shape=shape)
     recipe_path = shipped_recipe(f"synthetic_mito{dims}d.toml")
     runs = []
     for method, extra in METHODS.items():
         run_dir = seed_dir / method.lower()
         overrides = [f"data.root={json.dumps(str(data.out_dir))}",
-                     f"train.output_dir={json.dumps(str(run_dir))}", f"train.seed={seed}", *extra]
+                     f"train.output_dir={json.dumps(str(run_dir))}", f"train.seed={seed}", *extra,
+                     *common]
         if iterations is not None:
             overrides.append(f"train.iterations={iterations}")
         recipe = load_recipe(recipe_path, overrides)
@@ -105,8 +107,13 @@ def _run_seed(out: Path, dims: int, seed: int, iterations: int | None, report: R
 
 def run_demo(out_dir: str | Path = "runs/demo", dims: int = 2, seeds: list[int] | None = None,
              iterations: int | None = None, overwrite: bool = False,
-             report: Report | None = None) -> DemoResult:
-    """Run the whole comparison; returns the scores (also written to results.json / .md)."""
+             report: Report | None = None, shape: tuple[int, int, int] | None = None,
+             overrides: list[str] | None = None) -> DemoResult:
+    """Run the whole comparison; returns the scores (also written to results.json / .md).
+
+    ``shape`` (volume size) and ``overrides`` (recipe ``--set`` values for every run) exist for
+    quick checks; the defaults are the demo.
+    """
     seeds = seeds or [0]
     out = Path(out_dir)
     report = report or (lambda *args, **kwargs: None)
@@ -118,7 +125,8 @@ def run_demo(out_dir: str | Path = "runs/demo", dims: int = 2, seeds: list[int] 
                 raise MaskTwinsError(f"{out / f'seed{seed}'} exists from an earlier demo: pass "
                                      "--overwrite or choose another folder (nothing was changed)")
             shutil.rmtree(out / f"seed{seed}")
-    runs = [run for seed in seeds for run in _run_seed(out, dims, seed, iterations, report)]
+    runs = [run for seed in seeds
+            for run in _run_seed(out, dims, seed, iterations, report, shape, overrides or [])]
     summary = summarise(runs)
     results = out / "results.json"
     write_text_atomic(results, json.dumps({"dims": dims, "seeds": seeds, "runs": runs,
