@@ -12,7 +12,7 @@ re-style source features). Without a hook the network is a plain U-Net.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from monai.networks.blocks import Convolution, UpSample

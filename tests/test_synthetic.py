@@ -186,7 +186,7 @@ def test_target_noise_is_stronger_and_signal_dependent():
         bright = clean.raw > np.percentile(clean.raw, 70)
         dark = clean.raw < np.percentile(clean.raw, 10)
         levels[style.name] = (resid.std(), resid[bright].std() / resid[dark].std())
-    assert 1.2 < levels["target"][0] / levels["source"][0] < 2.0
+    assert 2.0 < levels["target"][0] / levels["source"][0] < 3.0  # ~2.4x (styles.TARGET_STYLE)
     assert levels["target"][1] > 1.05  # Poisson: more noise where brighter
     assert abs(levels["source"][1] - 1) < 0.05  # Gaussian: signal independent
 
