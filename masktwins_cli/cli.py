@@ -152,6 +152,7 @@ def demo(
     dims: int = typer.Option(2, help="2 or 3 (the 3-D demo takes longer)."),
     seed: list[int] = typer.Option([0], help="Seeds (repeatable); each gives its own data and runs."),
     iterations: int | None = typer.Option(None, help="Training iterations (default: the recipe's)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe value for every run (repeatable)."),
     overwrite: bool = typer.Option(False, help="Replace a previous demo in OUT_DIR."),
 ) -> None:
     """The main job: synthetic pair -> NoAdapt, MaskTwins, Oracle -> infer -> evaluate -> table."""
@@ -160,7 +161,7 @@ def demo(
 
     with StageLog() as stages:
         result = run_demo(out_dir, dims=dims, seeds=list(seed), iterations=iterations,
-                          overwrite=overwrite, report=stages.update)
+                          overwrite=overwrite, report=stages.update, overrides=list(set_))
     print_demo_table(result)
 
 

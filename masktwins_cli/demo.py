@@ -119,6 +119,7 @@ def run_demo(out_dir: str | Path = "runs/demo", dims: int = 2, seeds: list[int] 
     report = report or (lambda *args, **kwargs: None)
     if dims not in (2, 3):
         raise MaskTwinsError(f"--dims {dims}: expected 2 or 3")
+    load_recipe(shipped_recipe(f"synthetic_mito{dims}d.toml"), overrides or [])  # fail fast
     for seed in seeds:
         if (out / f"seed{seed}").exists():
             if not overwrite:

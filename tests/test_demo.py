@@ -34,3 +34,9 @@ def test_summary_mean_and_population_std():
     assert rows[0]["iou"]["std"] == pytest.approx(0.1)
     assert math.isnan(rows[0]["ap"]["mean"])
     assert "nan" in markdown_table(rows, 2, [0, 1])
+
+
+def test_bad_override_fails_before_anything_is_written(tmp_path):
+    with pytest.raises(MaskTwinsError, match="train.lrr"):
+        run_demo(tmp_path / "d", overrides=["train.lrr=1"])
+    assert not (tmp_path / "d").exists()
