@@ -5,6 +5,7 @@ import pytest
 import zarr
 
 from masktwins_cli.config.recipe import load_recipe
+from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.inference.predict import block_starts, halo_box, infer_volume
 from masktwins_cli.io.volumes import open_volume, write_volume
 from masktwins_cli.training.run import train
@@ -73,3 +74,15 @@ def test_2d_image_input(trained, tmp_path):
     write_volume(str(tmp_path / "img.zarr" / "raw"), raw[0], (6.0, 6.0))
     out = infer_volume(ckpt, str(tmp_path / "img.zarr" / "raw"), str(tmp_path / "p.zarr"))
     assert open_volume(out.output).shape == (48, 48)
+
+
+def test_nan_inside_the_volume_is_a_user_error_and_leaves_no_output(trained, tmp_path):
+    _, ckpt = trained
+    raw, _ = blob_volume((3, 32, 32), seed=7)
+    image = raw.astype(np.float32)
+    image[1, 17, 9] = np.nan  # off the strided sample used for the statistics
+    write_volume(str(tmp_path / "nan.zarr" / "raw"), image, (30.0, 6.0, 6.0))
+    with pytest.raises(MaskTwinsError, match="NaN"):
+        infer_volume(ckpt, str(tmp_path / "nan.zarr" / "raw"), str(tmp_path / "p.zarr"))
+    assert not (tmp_path / "p.zarr").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["nan.zarr"]

@@ -86,6 +86,64 @@ def default_block(shape_zyx: Sequence[int], chunks: Sequence[int]) -> tuple[int,
                  for w, c, n in zip(wanted, chunks, shape_zyx))
 
 
+@dataclass(frozen=True)
+class BlockPlan:
+    """Geometry of blockwise prediction, all in (z, y, x) voxels."""
+
+    shape: tuple[int, int, int]
+    chunks: tuple[int, int, int]
+    block: tuple[int, int, int]
+    window: tuple[int, ...]
+    halo: tuple[int, int, int]
+
+    @classmethod
+    def for_volume(cls, recipe: Recipe, shape: Sequence[int]) -> BlockPlan:
+        """A 2-D model: output chunks of one slice and no halo along z; a 3-D model: halo on
+        every axis. Halo = half a window, so windows at a block border see real context."""
+        shape_zyx = (1, *shape) if len(shape) == 2 else tuple(shape)
+        chunks = OutputTarget.chunks_for(shape_zyx)
+        window = tuple(recipe.infer.window or recipe.data.patch_size)
+        if recipe.model.spatial_dims == 2:
+            chunks, halo = (1, *chunks[1:]), (0, window[0] // 2, window[1] // 2)
+        else:
+            halo = tuple(w // 2 for w in window)
+        block = tuple(recipe.infer.block_size) or default_block(shape_zyx, chunks)
+        return cls(shape_zyx, chunks, block, window, halo)
+
+
+class ZyxView:
+    """Reads and writes a (y, x) or (z, y, x) volume with (z, y, x) boxes."""
+
+    def __init__(self, volume):
+        self.volume = volume
+        self.flat = len(volume.shape) == 2
+
+    def read(self, box: tuple[slice, ...]) -> np.ndarray:
+        data = np.asarray(self.volume[box[1:] if self.flat else box])
+        return data[None] if self.flat else data
+
+    def write(self, box: tuple[slice, ...], data: np.ndarray) -> None:
+        self.volume.write(box[1:] if self.flat else box, data[0] if self.flat else data)
+
+
+def predict_blocks(model, recipe: Recipe, plan: BlockPlan, source: ZyxView, sink: ZyxView,
+                   stats, device: torch.device, name: str) -> int:
+    """Predict every block of the plan from ``source`` into ``sink``; returns the block count."""
+    count = 0
+    for start in block_starts(plan.shape, plan.block):
+        read, inner = halo_box(start, plan.block, plan.shape, plan.halo)
+        raw = source.read(read)
+        if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
+            raise MaskTwinsError(f"{name}: NaN or infinite values in the block at voxel {start}")
+        probs = predict_block(model, normalize(raw, stats), recipe.model.spatial_dims, plan.window,
+                              recipe.infer.overlap, recipe.infer.batch_size, recipe.infer.blend,
+                              device, recipe.train.amp)
+        foreground = probs[1][inner]
+        sink.write(tuple(slice(s, s + n) for s, n in zip(start, foreground.shape)), foreground)
+        count += 1
+    return count
+
+
 def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
                  overrides: Sequence[str] = (), weights: str = "student", device: str = "auto",
                  overwrite: bool = False) -> InferResult:
@@ -102,30 +160,13 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
     torch_device = resolve_device(device)
     model.to(torch_device)
     stats = intensity_stats(strided_sample(volume), recipe.data.normalization, str(input_uri))
-    shape_zyx = (1, *volume.shape) if len(volume.shape) == 2 else tuple(volume.shape)
-    chunks = (1, *OutputTarget.chunks_for(shape_zyx)[1:]) if recipe.model.spatial_dims == 2 \
-        else OutputTarget.chunks_for(shape_zyx)
-    block = tuple(recipe.infer.block_size) or default_block(shape_zyx, chunks)
-    window = tuple(recipe.infer.window or recipe.data.patch_size)
-    halo = (0, window[0] // 2, window[1] // 2) if recipe.model.spatial_dims == 2 \
-        else tuple(w // 2 for w in window)
+    plan = BlockPlan.for_volume(recipe, volume.shape)
     provenance = {"checkpoint": str(checkpoint), "input": str(input_uri), "weights": weights,
                   "recipe": recipe_to_dict(recipe)}
-    writer = target.create(volume, chunks, provenance)
-    count = 0
+    writer = target.create(volume, plan.chunks, provenance)
     try:
-        for start in block_starts(shape_zyx, block):
-            read, inner = halo_box(start, block, shape_zyx, halo)
-            raw = np.asarray(volume[read if len(volume.shape) == 3 else read[1:]])
-            image = normalize(raw.reshape([r.stop - r.start for r in read]), stats)
-            probs = predict_block(model, image, recipe.model.spatial_dims, window,
-                                  recipe.infer.overlap, recipe.infer.batch_size, recipe.infer.blend,
-                                  torch_device, recipe.train.amp)
-            foreground = probs[1][inner]
-            box = tuple(slice(s, s + n) for s, n in zip(start, foreground.shape))
-            writer.write(box if len(volume.shape) == 3 else box[1:],
-                         foreground if len(volume.shape) == 3 else foreground[0])
-            count += 1
+        count = predict_blocks(model, recipe, plan, ZyxView(volume), ZyxView(writer), stats,
+                               torch_device, str(input_uri))
     except BaseException:
         shutil.rmtree(target.staging_root, ignore_errors=True)
         raise
