@@ -94,81 +94,108 @@ def _prepare_output(recipe: Recipe, resume: bool) -> tuple[Path, dict | None]:
     return out, None
 
 
-def train(recipe: Recipe, resume: bool = False, report: Reporter | None = None) -> TrainResult:
-    """Train a model as the recipe says; returns where the checkpoints are and the final scores."""
-    started = time.perf_counter()
-    out, payload = _prepare_output(recipe, resume)
+@dataclass
+class Run:
+    """The parts of one training run; its methods are what the loop calls (see LoopParts)."""
+
+    recipe: Recipe
+    out: Path
+    device: torch.device
+    data: TrainingData
+    model: torch.nn.Module
+    teacher: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    state: RunState
+    validator: Validator | None
+    jsonl: JsonlLog | None = None
+    report: Reporter | None = None
+
+    def losses(self, step: int) -> dict[str, torch.Tensor]:
+        r = self.recipe
+        self.model.train()
+        batch = _batch(self.data, r, self.state, self.device)
+        weights = (torch.tensor(r.method.class_weights, dtype=torch.float32, device=self.device)
+                   if r.method.class_weights else None)
+        labeler = self.teacher if self.teacher is not None else self.model
+        with autocast_for(self.device, r.train.amp):
+            return masktwins_losses(self.model, labeler, batch, r.method, self.state.mask_generator,
+                                    weights, batched_views=r.model.norm == "instance")
+
+    def after_step(self, step: int) -> None:
+        if self.teacher is not None:
+            update_ema(self.teacher, self.model, ema_alpha_at(step + 1, self.recipe.method.ema_alpha))
+
+    def validate(self, step: int) -> dict:
+        if self.validator is None:
+            return {}
+        scores = self.validator(self.model)
+        self.state.last_score = scores["val_iou"]
+        return scores
+
+    def checkpoint(self, step: int, final: bool) -> None:
+        """last.pt always; best.pt when the latest validation beat the best so far."""
+        state = self.state
+        improved = state.last_score is not None and (state.best_score is None
+                                                     or state.last_score > state.best_score)
+        if improved:
+            state.best_score = state.last_score
+        payload = {"recipe": recipe_to_dict(self.recipe), "model": self.model.state_dict(),
+                   "teacher": None if self.teacher is None else self.teacher.state_dict(),
+                   "optimizer": self.optimizer.state_dict(), "scaler": None, "step": step,
+                   "rng": _rng_payload(state), "best_score": state.best_score}
+        save_checkpoint(self.out / "last.pt", payload)
+        if improved:
+            save_checkpoint(self.out / "best.pt", payload)
+        state.last_score = None
+
+    def on_record(self, step: int, record: dict) -> None:
+        if len(record) > 1:
+            self.jsonl.write(record)
+            if self.report is not None:
+                self.report(step, self.recipe.train.iterations, record)
+
+    def restore(self, payload: dict) -> int:
+        """Load a checkpoint's weights, optimiser and RNG states; returns its step."""
+        self.model.load_state_dict(payload["model"])
+        if self.teacher is not None:
+            self.teacher.load_state_dict(payload["teacher"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        _restore_rng(self.state, payload["rng"])
+        self.state.best_score = payload.get("best_score")
+        return int(payload["step"])
+
+
+def build_run(recipe: Recipe, out: Path) -> Run:
+    """Open the data and build the networks (seeded); nothing is written yet."""
     device = resolve_device(recipe.train.device)
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
     torch.manual_seed(recipe.train.seed)
     data = open_training_data(recipe)
     model = build_from_recipe(recipe).to(device)
-    adapting = recipe.method.adapt
-    teacher = make_teacher(model) if adapting and recipe.method.ema else None
-    optimizer = _optimizer(recipe, model)
+    teacher = make_teacher(model) if recipe.method.adapt and recipe.method.ema else None
     generator = torch.Generator(device="cpu").manual_seed(recipe.train.seed + 1)
     state = RunState(np.random.default_rng(recipe.train.seed), generator)
-    start = 0
-    if payload is not None:
-        model.load_state_dict(payload["model"])
-        if teacher is not None:
-            teacher.load_state_dict(payload["teacher"])
-        optimizer.load_state_dict(payload["optimizer"])
-        _restore_rng(state, payload["rng"])
-        start, state.best_score = int(payload["step"]), payload.get("best_score")
-    validator = Validator.from_recipe(recipe, device)
+    return Run(recipe, out, device, data, model, teacher, _optimizer(recipe, model), state,
+               Validator.from_recipe(recipe, device))
+
+
+def train(recipe: Recipe, resume: bool = False, report: Reporter | None = None) -> TrainResult:
+    """Train a model as the recipe says; returns where the checkpoints are and the final scores."""
+    started = time.perf_counter()
+    out, payload = _prepare_output(recipe, resume)
+    run = build_run(recipe, out)
+    start = run.restore(payload) if payload is not None else 0
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "recipe.toml", recipe_to_toml(recipe))
-    jsonl = JsonlLog(out / "log.jsonl", resume_step=start if payload is not None else None)
-    weights = (torch.tensor(recipe.method.class_weights, dtype=torch.float32, device=device)
-               if recipe.method.class_weights else None)
-    batched_views = recipe.model.norm == "instance"
-
-    def losses(step: int) -> dict[str, torch.Tensor]:
-        model.train()
-        batch = _batch(data, recipe, state, device)
-        with autocast_for(device, recipe.train.amp):
-            return masktwins_losses(model, teacher if teacher is not None else model, batch,
-                                    recipe.method, state.mask_generator, weights, batched_views)
-
-    def after_step(step: int) -> None:
-        if teacher is not None:
-            update_ema(teacher, model, ema_alpha_at(step + 1, recipe.method.ema_alpha))
-
-    def validate(step: int) -> dict:
-        if validator is None:
-            return {}
-        scores = validator(model)
-        state.last_score = scores["val_iou"]
-        return scores
-
-    def checkpoint(step: int, final: bool) -> None:
-        improved = state.last_score is not None and (state.best_score is None
-                                                     or state.last_score > state.best_score)
-        if improved:
-            state.best_score = state.last_score
-        payload = {"recipe": recipe_to_dict(recipe), "model": model.state_dict(),
-                   "teacher": None if teacher is None else teacher.state_dict(),
-                   "optimizer": optimizer.state_dict(), "scaler": None, "step": step,
-                   "rng": _rng_payload(state), "best_score": state.best_score}
-        save_checkpoint(out / "last.pt", payload)
-        if improved:
-            save_checkpoint(out / "best.pt", payload)
-        state.last_score = None
-
-    def on_record(step: int, record: dict) -> None:
-        if len(record) > 1:
-            jsonl.write(record)
-            if report is not None:
-                report(step, recipe.train.iterations, record)
-
+    run.jsonl = JsonlLog(out / "log.jsonl", resume_step=start if payload is not None else None)
+    run.report = report
     t = recipe.train
     plan = LoopSchedule(start, t.iterations, t.lr, t.poly_power, t.warmup_iterations, t.grad_clip,
                         t.log_every, t.checkpoint_every, t.val_every)
-    history = run_loop(LoopParts(model, optimizer, losses, after_step, checkpoint, validate,
-                                 on_record), plan)
+    history = run_loop(LoopParts(run.model, run.optimizer, run.losses, run.after_step,
+                                 run.checkpoint, run.validate, run.on_record), plan)
     best = out / "best.pt"
     return TrainResult(out, out / "last.pt", best if best.exists() else None,
-                       history[-1] if history else {}, state.best_score, t.iterations,
-                       time.perf_counter() - started, str(device))
+                       history[-1] if history else {}, run.state.best_score, t.iterations,
+                       time.perf_counter() - started, str(run.device))
