@@ -7,6 +7,7 @@ import zarr
 from masktwins_cli.config.recipe import load_recipe
 from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.inference.predict import block_starts, halo_box, infer_volume
+from masktwins_cli.io.checkpoints import load_checkpoint, save_checkpoint
 from masktwins_cli.io.volumes import open_volume, write_volume
 from masktwins_cli.training.run import train
 from tiny_data import blob_volume, write_pair, write_recipe
@@ -86,3 +87,13 @@ def test_nan_inside_the_volume_is_a_user_error_and_leaves_no_output(trained, tmp
         infer_volume(ckpt, str(tmp_path / "nan.zarr" / "raw"), str(tmp_path / "p.zarr"))
     assert not (tmp_path / "p.zarr").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["nan.zarr"]
+
+
+def test_checkpoint_with_a_foreign_recipe_names_the_checkpoint(trained, tmp_path):
+    _, ckpt = trained
+    payload = load_checkpoint(ckpt)
+    payload["recipe"]["model"]["width_multiplier"] = 2  # a key this version does not know
+    bad = save_checkpoint(tmp_path / "future.pt", {k: v for k, v in payload.items()
+                                                   if k not in ("format", "version")})
+    with pytest.raises(MaskTwinsError, match="future.pt.*model.width_multiplier"):
+        infer_volume(bad, "unused.zarr/raw", str(tmp_path / "p.zarr"))

@@ -49,10 +49,12 @@ def load_for_inference(checkpoint: str | Path, overrides: Sequence[str] = (),
     if bad:
         raise MaskTwinsError(f"--set {bad[0]!r}: infer takes only [infer] overrides; the network "
                              f"comes from the checkpoint {path}")
+    if not isinstance(payload.get("recipe"), dict):
+        raise MaskTwinsError(f"checkpoint {path} has no recipe")
     try:
         recipe = recipe_from_dict(apply_overrides(payload["recipe"], list(overrides)))
-    except KeyError:
-        raise MaskTwinsError(f"checkpoint {path} has no recipe") from None
+    except MaskTwinsError as err:
+        raise MaskTwinsError(f"checkpoint {path}: its recipe does not validate here: {err}") from None
     if weights not in ("student", "teacher"):
         raise MaskTwinsError(f"--weights {weights!r}: expected student or teacher")
     state = payload.get("model") if weights == "student" else payload.get("teacher")
