@@ -1,0 +1,258 @@
+"""``masktwins prepare stack|vnc3|cdeep3m|lucchi|mitoem``: real EM stacks -> canonical zarr.
+
+Every output is a zarr group ``NAME.zarr`` with
+
+* ``raw``: the images, (z, y, x), dtype as read (uint8 or uint16 for EM), chunks (1, 256, 256);
+* ``labels`` (when labels are given): uint8 class indices of the same shape and chunks;
+* OME-Zarr 0.5 multiscales metadata and ``voxel_size`` attributes (z, y, x nm) for both, and a
+  ``masktwins_prepare`` attribute on the group recording the sources and the label decoding.
+
+Voxel size: ``--voxel-size``, else the preset's, else the source metadata (multi-page TIFF,
+HDF5, zarr), else 1.0 nm with a note. ``--resample-to Z,Y,X`` (nm) resamples raw linearly (with
+anti-aliasing when shrinking) and labels by nearest neighbour to
+floor(n * source / target + 0.5) voxels per axis; the written voxel size is exactly the target.
+
+All inputs of all outputs are checked (files found, slice counts, shapes) before pixels are
+read; each output is written into a hidden temporary zarr beside it and moved into place only
+when every output is complete, so an error leaves nothing behind (and, without ``--overwrite``,
+an existing output is never touched).
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MaskTwinsError
+from ..io.uri import zarr_node_type
+from ..io.volumes import write_volume
+from .presets import StackJob, preset_jobs
+from .stacks import (
+    LabelDecoder,
+    StackSource,
+    parse_label_map,
+    read_stack,
+    resample,
+    resampled_shape,
+    resolve_stack,
+    shape_text,
+)
+
+CHUNK_YX = 256
+
+
+@dataclass(frozen=True)
+class PreparedStack:
+    """One written zarr: ``shape`` (z, y, x voxels) and ``voxel_size`` (z, y, x nm) as written,
+    ``source_shape`` as read, ``foreground`` = fraction of label voxels > 0 (None: no labels)."""
+
+    out: Path
+    shape: tuple[int, int, int]
+    dtype: str
+    voxel_size: tuple[float, float, float]
+    voxel_from: str
+    source_shape: tuple[int, int, int]
+    images: str
+    labels: str | None
+    decoding: str | None
+    foreground: float | None
+    notes: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """One line: where, shape, dtype, voxel size and its origin, labels."""
+        voxel = "x".join(f"{v:g}" for v in self.voxel_size)
+        resampled = f" (from {shape_text(self.source_shape)})" if self.shape != self.source_shape else ""
+        text = (f"{self.out}: raw {shape_text(self.shape)}{resampled} {self.dtype}, "
+                f"voxel {voxel} nm ({self.voxel_from})")
+        if self.foreground is not None:
+            text += f", labels {100 * self.foreground:.1f}% foreground ({self.decoding})"
+        return text + ("" if self.labels else ", no labels")
+
+
+@dataclass(frozen=True)
+class PreparedReal:
+    """What ``prepare stack`` or a preset wrote: one :class:`PreparedStack` per zarr."""
+
+    name: str
+    stacks: tuple[PreparedStack, ...]
+
+    def lines(self) -> list[str]:
+        """Report lines for the CLI: one summary per zarr, then its notes."""
+        lines = []
+        for stack in self.stacks:
+            lines += [stack.summary()] + [f"  note: {note}" for note in stack.notes]
+        return lines
+
+
+def parse_triple(text: str | None, option: str) -> tuple[float, float, float] | None:
+    """``"50,4.6,4.6"`` (or ``50x4.6x4.6``) -> (50.0, 4.6, 4.6) nm; three positive numbers."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0 < v < float("inf") for v in values):
+        raise MaskTwinsError(f"{option} {text!r}: expected three positive numbers Z,Y,X in nm, "
+                             "e.g. 50,4.6,4.6")
+    return values  # type: ignore[return-value]
+
+
+def make_decoder(label_value: int | None, label_map: str | None) -> LabelDecoder:
+    """The decoder of ``--label-value`` / ``--label-map`` (at most one of them)."""
+    if label_value is not None and label_map is not None:
+        raise MaskTwinsError("give either --label-value or --label-map, not both")
+    if label_map is not None:
+        return LabelDecoder(mapping=parse_label_map(label_map))
+    return LabelDecoder(value=label_value) if label_value is not None else LabelDecoder()
+
+
+# ----------------------------------------------------------------------------------- checking
+def _check_output(out: Path, overwrite: bool) -> None:
+    """The output must be named *.zarr and be new, or (with overwrite) a zarr group."""
+    if out.suffix.lower() != ".zarr":
+        raise MaskTwinsError(f"output {out}: the name must end in .zarr")
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not overwrite:
+        raise MaskTwinsError(f"{out} already exists: choose another name or pass --overwrite "
+                             "(nothing was written)")
+    if not out.is_dir() or zarr_node_type(out) != "group":
+        raise MaskTwinsError(f"{out} exists and is not a zarr group; refusing to replace it")
+
+
+def _resolve_job(job: StackJob) -> tuple[StackSource, StackSource | None]:
+    """Resolve the image and label slices of a job and check that they pair up."""
+    images = resolve_stack(job.images)
+    if job.labels is None:
+        return images, None
+    labels = resolve_stack(job.labels)
+    if labels.depth != images.depth:
+        raise MaskTwinsError(f"image and label slice counts differ: {images.depth} images in "
+                             f"{images.spec}, {labels.depth} labels in {labels.spec}")
+    if labels.slice_shape != images.slice_shape:
+        raise MaskTwinsError(f"image slices are {shape_text(images.slice_shape)} ({images.spec}) "
+                             f"but label slices are {shape_text(labels.slice_shape)} ({labels.spec})")
+    return images, labels
+
+
+def _voxel_size(job: StackJob, images: StackSource) -> tuple[tuple[float, float, float], str, str]:
+    """(voxel size nm, where it comes from, note or '')."""
+    if job.voxel_size is not None:
+        return job.voxel_size, job.voxel_from or "--voxel-size", ""
+    if images.voxel_size is not None:
+        return images.voxel_size, "source metadata", ""
+    if job.resample_to is not None:
+        raise MaskTwinsError(f"--resample-to needs the voxel size of {images.spec}, which its "
+                             "files do not record; pass --voxel-size Z,Y,X")
+    return (1.0, 1.0, 1.0), "unknown", (f"the voxel size of {images.spec} is unknown: wrote "
+                                        "1.0 nm; pass --voxel-size Z,Y,X (nm) to record it")
+
+
+# ------------------------------------------------------------------------------------ writing
+def _stage(job: StackJob, images: StackSource, labels: StackSource | None,
+           staging: Path) -> PreparedStack:  # fmt: skip
+    """Read, decode, resample and write one job into the zarr ``staging``."""
+    voxel, voxel_from, note = _voxel_size(job, images)
+    raw = read_stack(images)
+    source_shape = tuple(raw.shape)
+    label_array = None if labels is None else read_stack(labels, job.decoder)
+    if job.resample_to is not None:
+        shape = resampled_shape(raw.shape, voxel, job.resample_to)
+        raw = resample(raw, shape, order=1)
+        label_array = None if label_array is None else resample(label_array, shape, order=0)
+        source = "x".join(f"{v:g}" for v in voxel)
+        voxel, voxel_from = job.resample_to, f"--resample-to; source {source} nm from {voxel_from}"
+    chunks = (1, min(raw.shape[1], CHUNK_YX), min(raw.shape[2], CHUNK_YX))
+    write_volume(f"{staging}/raw", raw, voxel, chunks=chunks)
+    foreground = None
+    if label_array is not None:
+        write_volume(f"{staging}/labels", label_array, voxel, chunks=chunks)
+        foreground = float(np.count_nonzero(label_array)) / max(label_array.size, 1)
+    decoding = None if labels is None else job.decoder.describe()
+    _record(staging, job, images, labels, decoding)
+    return PreparedStack(job.out, tuple(raw.shape), str(raw.dtype), tuple(voxel), voxel_from,
+                         source_shape, images.spec, None if labels is None else labels.spec,
+                         decoding, foreground, (note,) if note else ())  # fmt: skip
+
+
+def _record(staging: Path, job: StackJob, images: StackSource, labels: StackSource | None,
+            decoding: str | None) -> None:  # fmt: skip
+    """Provenance on the zarr group: sources, slice counts and label decoding."""
+    import zarr
+
+    group = zarr.open_group(str(staging), mode="r+", use_consolidated=False)
+    group.attrs["masktwins_prepare"] = {
+        "images": images.spec, "labels": None if labels is None else labels.spec,
+        "slices": images.depth, "label_decoding": decoding,
+    }  # fmt: skip
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Move a complete staged zarr to ``out``, replacing an existing one."""
+    old = out.with_name(f".old-{secrets.token_hex(4)}-{out.name}")
+    if out.exists():
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def run_jobs(name: str, jobs: Sequence[StackJob], overwrite: bool = False) -> PreparedReal:
+    """Check every job, stage every output, then move them all into place."""
+    outs = [job.out for job in jobs]
+    if len(set(outs)) != len(outs):
+        raise MaskTwinsError(f"two outputs share a name: {outs}")
+    for out in outs:
+        _check_output(out, overwrite)
+    resolved = [_resolve_job(job) for job in jobs]
+    new_dirs = [out.parent for out in outs if not out.parent.exists()]
+    staged: list[tuple[Path, Path]] = []
+    try:
+        results = []
+        for job, (images, labels) in zip(jobs, resolved):
+            job.out.parent.mkdir(parents=True, exist_ok=True)
+            staging = job.out.with_name(f".tmp-{secrets.token_hex(4)}-{job.out.name}")
+            staged.append((staging, job.out))
+            results.append(_stage(job, images, labels, staging))
+        for staging, out in staged:
+            _swap_in(staging, out)
+        return PreparedReal(name, tuple(results))
+    finally:
+        for staging, _ in staged:
+            shutil.rmtree(staging, ignore_errors=True)
+        for folder in new_dirs:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def prepare_stack(out: str | Path, images: str | Path, labels: str | Path | None = None,
+                  label_value: int | None = None, label_map: str | None = None,
+                  voxel_size: str | None = None, resample_to: str | None = None,
+                  overwrite: bool = False) -> PreparedReal:  # fmt: skip
+    """``masktwins prepare stack``: one image stack (and labels) -> ``out`` (a .zarr group).
+
+    ``voxel_size``/``resample_to`` are 'Z,Y,X' in nm; ``label_value``/``label_map`` decode labels
+    (default: they must already be class indices 0..15).
+    """
+    decoder = make_decoder(label_value, label_map)
+    if labels is None and (label_value is not None or label_map is not None):
+        raise MaskTwinsError("--label-value/--label-map need --labels")
+    voxel = parse_triple(voxel_size, "--voxel-size")
+    target = parse_triple(resample_to, "--resample-to")
+    job = StackJob(Path(out), str(images), None if labels is None else str(labels), decoder,
+                   voxel, "--voxel-size" if voxel else "", target)  # fmt: skip
+    return run_jobs("stack", [job], overwrite)
+
+
+def prepare_preset(name: str, root: str | Path, out: str | Path, voxel_size: str | None = None,
+                   resample_to: str | None = None, overwrite: bool = False,
+                   **options: str) -> PreparedReal:  # fmt: skip
+    """``masktwins prepare <preset> DIR OUT``: a published layout (see :mod:`.presets`)."""
+    voxel = parse_triple(voxel_size, "--voxel-size")
+    target = parse_triple(resample_to, "--resample-to")
+    return run_jobs(name, preset_jobs(name, root, out, voxel, target, **options), overwrite)
