@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .comparison import METRICS, Report, TestVolume, markdown_table, quoted, summarise, train_and_score
 from .config.recipe import load_recipe, write_text_atomic
 from .errors import MaskTwinsError
-from .evaluation.run import evaluate
-from .inference.predict import infer_volume
 from .prepare.synthetic import prepare_synthetic
-from .training.run import train
 
 # method name -> recipe overrides on top of the shipped synthetic recipe
 METHODS: dict[str, list[str]] = {
@@ -30,8 +26,7 @@ METHODS: dict[str, list[str]] = {
     "Oracle": ["method.adapt=false", 'data.source_raw="target_train.zarr/raw"',
                'data.source_labels="target_train.zarr/labels"'],
 }
-METRICS = ("iou", "f1", "mcc", "ap")
-Report = Callable[..., None]
+__all__ = ["METHODS", "METRICS", "DemoResult", "run_demo", "shipped_recipe", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -53,29 +48,10 @@ def shipped_recipe(name: str) -> Path:
     return path
 
 
-def summarise(runs: list[dict]) -> list[dict]:
-    """Mean and population standard deviation of every metric per method."""
-    rows = []
-    for method in METHODS:
-        mine = [r for r in runs if r["method"] == method]
-        row = {"method": method, "train_seconds": statistics.mean(r["train_seconds"] for r in mine)}
-        for metric in METRICS:
-            values = [r[metric] for r in mine if r[metric] is not None]
-            row[metric] = {"mean": statistics.mean(values) if values else float("nan"),
-                           "std": statistics.pstdev(values) if len(values) > 1 else 0.0}
-        rows.append(row)
-    return rows
-
-
-def markdown_table(summary: list[dict], dims: int, seeds: list[int]) -> str:
+def demo_table(summary: list[dict], dims: int, seeds: list[int]) -> str:
     """The summary as a Markdown table (for the README)."""
-    lines = [f"Synthetic mitochondria, {dims}-D, target test volume, seeds {seeds} "
-             "(mean ± std over seeds, per-slice metrics)", "",
-             "| method | IoU | F1 | MCC | mAP | train s |", "|---|---|---|---|---|---|"]
-    for row in summary:
-        cells = [f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}" for m in METRICS]
-        lines.append(f"| {row['method']} | " + " | ".join(cells) + f" | {row['train_seconds']:.0f} |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(summary, f"Synthetic mitochondria, {dims}-D, target test volume, seeds "
+                          f"{seeds} (mean ± std over seeds, per-slice metrics)")
 
 
 def _run_seed(out: Path, dims: int, seed: int, iterations: int | None, report: Report,
@@ -83,25 +59,15 @@ def _run_seed(out: Path, dims: int, seed: int, iterations: int | None, report: R
     seed_dir = out / f"seed{seed}"
     report(f"seed {seed}: generating the synthetic {dims}-D domain pair")
     data = prepare_synthetic(seed_dir / "data", task="mito", dims=dims, seed=seed, shape=shape)
-    recipe_path = shipped_recipe(f"synthetic_mito{dims}d.toml")
+    test = TestVolume(data.volumes["target_test/raw"], data.volumes["target_test/labels"])
     runs = []
     for method, extra in METHODS.items():
-        run_dir = seed_dir / method.lower()
-        overrides = [f"data.root={json.dumps(str(data.out_dir))}",
-                     f"train.output_dir={json.dumps(str(run_dir))}", f"train.seed={seed}", *extra,
-                     *common]
+        overrides = [f"data.root={quoted(data.out_dir)}", f"train.seed={seed}", *extra, *common]
         if iterations is not None:
             overrides.append(f"train.iterations={iterations}")
-        recipe = load_recipe(recipe_path, overrides)
-        report(f"seed {seed}: training {method} ({recipe.train.iterations} iterations)")
-        trained = train(recipe, report=lambda step, total, rec, m=method: report(
-            f"{m} seed {seed}", step, total, rec))
-        prediction = str(run_dir / "prediction.zarr" / "probabilities")
-        infer_volume(trained.last_checkpoint, data.volumes["target_test/raw"], prediction)
-        scores = evaluate(prediction, data.volumes["target_test/labels"]).scores
-        report(f"seed {seed}: {method} IoU {scores.iou:.3f} F1 {scores.f1:.3f}")
-        runs.append({"method": method, "seed": seed, "train_seconds": round(trained.seconds, 1),
-                     **{m: getattr(scores, m) for m in METRICS}})
+        scored = train_and_score(shipped_recipe(f"synthetic_mito{dims}d.toml"), overrides,
+                                 seed_dir / method.lower(), test, f"{method} seed {seed}", report)
+        runs.append({"method": method, "seed": seed, **scored})
     return runs
 
 
@@ -128,9 +94,9 @@ def run_demo(out_dir: str | Path = "runs/demo", dims: int = 2, seeds: list[int] 
             shutil.rmtree(out / f"seed{seed}")
     runs = [run for seed in seeds
             for run in _run_seed(out, dims, seed, iterations, report, shape, overrides or [])]
-    summary = summarise(runs)
+    summary = summarise(runs, list(METHODS))
     results = out / "results.json"
     write_text_atomic(results, json.dumps({"dims": dims, "seeds": seeds, "runs": runs,
                                            "summary": summary}, indent=2) + "\n")
-    write_text_atomic(out / "results.md", markdown_table(summary, dims, seeds))
+    write_text_atomic(out / "results.md", demo_table(summary, dims, seeds))
     return DemoResult(dims, seeds, runs, summary, results)

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from masktwins_cli.demo import METHODS, markdown_table, run_demo, summarise
+from masktwins_cli.demo import METHODS, demo_table, run_demo, summarise
 from masktwins_cli.errors import MaskTwinsError
 
 
@@ -29,11 +29,11 @@ def test_tiny_demo_writes_results_for_every_method_and_seed(tmp_path):
 def test_summary_mean_and_population_std():
     runs = [{"method": m, "seed": s, "train_seconds": 1.0, "iou": v, "f1": v, "mcc": v, "ap": None}
             for m in METHODS for s, v in ((0, 0.5), (1, 0.7))]
-    rows = summarise(runs)
+    rows = summarise(runs, list(METHODS))
     assert rows[0]["iou"]["mean"] == pytest.approx(0.6)
     assert rows[0]["iou"]["std"] == pytest.approx(0.1)
     assert math.isnan(rows[0]["ap"]["mean"])
-    assert "nan" in markdown_table(rows, 2, [0, 1])
+    assert "nan" in demo_table(rows, 2, [0, 1])
 
 
 def test_bad_override_fails_before_anything_is_written(tmp_path):

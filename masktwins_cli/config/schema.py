@@ -36,6 +36,9 @@ class DataSection:
     augment: bool = doc("random flips and 90-degree in-plane rotations of training crops", True)
     intensity_augment: float = doc("strength of random contrast/brightness jitter (0 = off)", 0.1,
                                    min=0.0, max=1.0)
+    foreground_oversample: float = doc("probability that a labeled crop is placed around a random "
+                                       "foreground voxel (nnU-Net uses 0.33; 0 = uniform crops)",
+                                       0.0, min=0.0, max=1.0)
 
 
 @dataclass(frozen=True)

@@ -117,23 +117,65 @@ def augment_pair(image: np.ndarray, labels: np.ndarray | None, spatial_dims: int
     return image, labels
 
 
+def foreground_voxels(crops: VolumeCrops, max_voxels: int = 4_000_000) -> np.ndarray:
+    """(N, 3) int64 (z, y, x) positions of labeled foreground (label > 0) voxels of ``crops``.
+
+    Labels held in memory give every foreground voxel; a label volume read from disk is scanned
+    on a regular sub-grid of about ``max_voxels`` voxels (positions are then multiples of the
+    grid step, which is fine for choosing crops).
+    """
+    if crops.labels is None:
+        return np.zeros((0, 3), np.int64)
+    if isinstance(crops.labels, np.ndarray):
+        return np.argwhere(crops.labels > 0).astype(np.int64)
+    shape = crops.shape
+    step = max(1, int(np.ceil((int(np.prod(shape)) / max_voxels) ** (1.0 / 3))))
+    sample = as_zyx(np.asarray(crops.labels[tuple(slice(None, None, step) for _ in crops.labels.shape)]))
+    return np.argwhere(sample > 0).astype(np.int64) * step
+
+
+def start_around(voxel: Sequence[int], size: Sequence[int], shape: Sequence[int],
+                 rng: np.random.Generator) -> list[int]:
+    """A crop start (z, y, x) whose crop of ``size`` contains ``voxel``, uniformly among the
+    starts that fit inside ``shape``."""
+    starts = []
+    for v, s, n in zip(voxel, size, shape):
+        low, high = max(0, int(v) - s + 1), min(int(v), n - s)
+        starts.append(int(rng.integers(low, high + 1)))
+    return starts
+
+
 class PatchSampler:
     """Draw batches of random crops from one :class:`VolumeCrops`.
 
     ``sample`` returns images (B, 1, *patch) float32 and labels (B, *patch) int64 (or None).
+    ``foreground_oversample`` is the probability that a crop is placed around a random labeled
+    foreground voxel instead of uniformly (nnU-Net's oversampling, for rare classes); with 0 no
+    extra random numbers are drawn.
     """
 
     def __init__(self, crops: VolumeCrops, patch_size: Sequence[int], spatial_dims: int,
-                 augment: bool = True, intensity_augment: float = 0.0):
+                 augment: bool = True, intensity_augment: float = 0.0,
+                 foreground_oversample: float = 0.0):
         self.crops = crops
         self.spatial_dims = spatial_dims
         self.size = crop_size_zyx(patch_size, spatial_dims)
         self.augment = augment
         self.intensity_augment = intensity_augment
+        self.foreground_oversample = foreground_oversample
         check_fits(crops.shape, self.size, crops.names[0])
+        self.foreground = (foreground_voxels(crops) if foreground_oversample > 0
+                           else np.zeros((0, 3), np.int64))
+
+    def _start(self, rng: np.random.Generator) -> list[int]:
+        if self.foreground_oversample > 0 and rng.random() < self.foreground_oversample \
+                and len(self.foreground):
+            voxel = self.foreground[int(rng.integers(len(self.foreground)))]
+            return start_around(voxel, self.size, self.crops.shape, rng)
+        return [int(rng.integers(0, n - s + 1)) for n, s in zip(self.crops.shape, self.size)]
 
     def _one(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-        start = [int(rng.integers(0, n - s + 1)) for n, s in zip(self.crops.shape, self.size)]
+        start = self._start(rng)
         image, labels = self.crops.crop(start, self.size)
         if self.spatial_dims == 2:
             image, labels = image[0], None if labels is None else labels[0]

@@ -38,7 +38,8 @@ def open_training_data(recipe: Recipe) -> TrainingData:
     labels_path = resolve_data_path(recipe, d.source_labels)
     labels = open_volume(labels_path, ndim=(2, 3))
     crops = VolumeCrops(raw, stats, labels, m.num_classes, (raw.uri, labels_path))
-    source = PatchSampler(crops, d.patch_size, m.spatial_dims, d.augment, d.intensity_augment)
+    source = PatchSampler(crops, d.patch_size, m.spatial_dims, d.augment, d.intensity_augment,
+                          d.foreground_oversample)
     if not recipe.method.adapt:
         return TrainingData(source, None)
     if not d.target_raw:

@@ -1,0 +1,115 @@
+"""Method comparisons: train one recipe under several switch settings, predict a labeled test
+volume with each, score it, and summarise mean and spread over seeds.
+
+Used by ``masktwins demo`` (synthetic pair) and ``bench/real_mito.py`` (real EM pair). A method
+is a name and a list of recipe overrides (``--set`` strings) on top of one shared recipe, so
+every method gets the same settings apart from the switch under test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config.recipe import load_recipe
+from .evaluation.run import evaluate
+from .inference.predict import infer_volume
+from .training.run import train
+
+METRICS = ("iou", "f1", "mcc", "ap")
+Report = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A compared method: its table name and recipe overrides; ``every_seed`` False runs it for
+    the first seed only (ablation rows when time is short)."""
+
+    name: str
+    overrides: tuple[str, ...] = ()
+    every_seed: bool = True
+
+
+@dataclass(frozen=True)
+class TestVolume:
+    """The labeled volume every method is scored on (URIs)."""
+
+    raw: str
+    labels: str
+
+
+def quoted(value: str | Path) -> str:
+    """A string as a TOML value for ``--set key=value``."""
+    return json.dumps(str(value))
+
+
+def train_and_score(recipe_path: str | Path, overrides: Sequence[str], run_dir: Path,
+                    test: TestVolume, label: str, report: Report) -> dict:
+    """Train with ``recipe_path`` + ``overrides`` into ``run_dir``, predict ``test.raw`` into
+    ``run_dir/prediction.zarr/probabilities`` and score it.
+
+    Returns one run record: train and infer wall time (s), the device, the last logged training
+    record (loss terms, confident fraction) and the scores (iou, f1, mcc, ap; ap None when the
+    test volume has no foreground).
+    """
+    recipe = load_recipe(recipe_path, [*overrides, f"train.output_dir={quoted(run_dir)}"])
+    report(f"training {label} ({recipe.train.iterations} iterations)")
+    trained = train(recipe, report=lambda step, total, rec: report(label, step, total, rec))
+    prediction = str(run_dir / "prediction.zarr" / "probabilities")
+    inferred = infer_volume(trained.last_checkpoint, test.raw, prediction, overwrite=True)
+    scores = evaluate(prediction, test.labels).scores
+    report(f"{label}: IoU {scores.iou:.3f} F1 {scores.f1:.3f}")
+    final = {k: v for k, v in trained.final_record.items() if isinstance(v, (int, float))}
+    return {"train_seconds": round(trained.seconds, 1), "infer_seconds": round(inferred.seconds, 1),
+            "device": trained.device, "iterations": trained.iterations, "final_record": final,
+            "prediction": prediction, **{m: getattr(scores, m) for m in METRICS}}
+
+
+def summarise(runs: Sequence[dict], methods: Sequence[str]) -> list[dict]:
+    """Per method (in ``methods`` order): number of seeds, mean train time and the mean and
+    population standard deviation of every metric (None values, e.g. undefined AP, skipped)."""
+    rows = []
+    for method in methods:
+        mine = [r for r in runs if r["method"] == method]
+        if not mine:
+            continue
+        row = {"method": method, "seeds": len(mine),
+               "train_seconds": statistics.mean(r["train_seconds"] for r in mine)}
+        for metric in METRICS:
+            values = [r[metric] for r in mine if r[metric] is not None]
+            row[metric] = {"mean": statistics.mean(values) if values else float("nan"),
+                           "std": statistics.pstdev(values) if len(values) > 1 else 0.0}
+        rows.append(row)
+    return rows
+
+
+def markdown_table(summary: Sequence[dict], title: str) -> str:
+    """The summary as a Markdown table: mean ± std over seeds, seed count, train seconds."""
+    lines = [title, "", "| method | seeds | IoU | F1 | MCC | mAP | train s |",
+             "|---|---|---|---|---|---|---|"]
+    for row in summary:
+        cells = [_cell(row[m]) for m in METRICS]
+        lines.append(f"| {row['method']} | {row['seeds']} | " + " | ".join(cells)
+                     + f" | {row['train_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(stat: dict) -> str:
+    if math.isnan(stat["mean"]):
+        return "nan"
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def gap_closed(summary: Sequence[dict], adapted: str, baseline: str = "NoAdapt",
+               oracle: str = "Oracle", metric: str = "iou") -> float | None:
+    """Fraction of the baseline-to-oracle gap in ``metric`` that ``adapted`` closes (mean over
+    seeds); None when a row is missing or the oracle is not above the baseline."""
+    means = {row["method"]: row[metric]["mean"] for row in summary}
+    if not {adapted, baseline, oracle} <= means.keys():
+        return None
+    gap = means[oracle] - means[baseline]
+    return None if gap <= 0 else (means[adapted] - means[baseline]) / gap
