@@ -247,14 +247,55 @@ def infer(
         "student", help="student (default, as evaluated in the paper) or teacher (EMA)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     overwrite: bool = typer.Option(False, help="Replace an existing output."),
+    shard: str | None = typer.Option(
+        None, metavar="i/N", help="Predict only shard i of N (1-based): blocks i-1, i-1+N, ... "
+        "Shards may run at the same time; the last to finish writes the output."),
+    restart: bool = typer.Option(
+        False, help="Discard the blocks an interrupted run left (never while shards run)."),
 ) -> None:
-    """Predict foreground probabilities over a volume with sliding windows."""
+    """Predict foreground probabilities over a volume with sliding windows, block by block.
+
+    Finished blocks are recorded in a hidden folder next to the output (.NAME.zarr.DATASET.partial).
+    The output appears only when every block is written.
+    After a crash or kill -9, rerun the same command: recorded blocks are skipped, and the result
+    equals an uninterrupted run. A rerun with another checkpoint, input or infer settings is
+    refused until --restart discards the recorded blocks.
+
+    \b
+    SLURM array job (1-based shards; each task loads the model once):
+      #SBATCH --array=1-8
+      masktwins infer last.pt raw.zarr/raw -o pred.zarr/probabilities \\
+          --shard ${SLURM_ARRAY_TASK_ID}/8
+    A task that ends while others run exits 0 and says how many blocks remain.
+    The last task to finish moves the output into place.
+    If a task failed, resubmit it (or run once without --shard) to finish.
+    """
     from .inference.predict import infer_volume
+    from .inference.records import parse_shard
 
     result = infer_volume(checkpoint, input_volume, output, overrides=list(set_), weights=weights,
-                          device=device, overwrite=overwrite)
-    typer.echo(f"wrote {result.output} ({'x'.join(map(str, result.shape))}, {result.blocks} blocks, "
-               f"{result.seconds:.1f} s on {result.device})")
+                          device=device, overwrite=overwrite, shard=parse_shard(shard),
+                          restart=restart)
+    typer.echo(_infer_summary(result))
+
+
+def _infer_summary(result) -> str:
+    """One line: what this infer process did, with its block counts."""
+    from .inference.records import shard_text
+
+    who = f"shard {shard_text(result.shard)}: " if result.shard else ""
+    counts = (f"{result.predicted} predicted, {result.skipped} already done, "
+              f"{result.blocks} blocks in all")
+    timing = f"{result.seconds:.1f} s on {result.device}"
+    if result.state == "up-to-date":
+        return (f"{who}{result.output} is already complete ({result.blocks} blocks, same input, "
+                "checkpoint and settings); nothing to do")
+    if result.state == "pending":
+        return (f"{who}{counts}; {result.remaining} remain for other shards or a rerun ({timing}); "
+                f"the last to finish writes {result.output}")
+    if result.state == "handed-over":
+        return f"{who}{counts}; all done, another process writes {result.output} ({timing})"
+    return f"{who}wrote {result.output} ({'x'.join(map(str, result.shape))}; {counts}; {timing})"
 
 
 @app.command()

@@ -1,11 +1,14 @@
-"""Where ``infer`` writes: a zarr array staged in a hidden sibling container, moved into place
-only when every block is written, so an interrupted run leaves no output that looks complete."""
+"""Where ``infer`` writes: a zarr array filled inside a staging folder next to the output
+container (see :mod:`masktwins_cli.inference.records`) and moved into place only when every block
+is written, so an interrupted run leaves no output that looks complete."""
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +16,17 @@ import numpy as np
 
 from ..errors import MaskTwinsError
 from ..io.uri import open_zarr_array, parse_uri, update_ome_multiscales
+from .records import ARRAY, STAGING_SUFFIX, fsync_path
 
 DEFAULT_DATASET = "probabilities"
+# zarr's LocalStore writes a chunk to "<chunk>.<uuid4 hex>.partial" and renames it; a process
+# killed in between leaves that file behind.
+_ZARR_TEMPORARY = re.compile(r".*\.[0-9a-f]{32}\.partial")
 
 
 @dataclass(frozen=True)
 class OutputTarget:
-    """Final location (container + dataset) and the staging container used while writing."""
+    """Final location (container + dataset) and the staging folder used while writing."""
 
     container: Path
     dataset: str
@@ -29,60 +36,115 @@ class OutputTarget:
     def uri(self) -> str:
         return f"{self.container}/{self.dataset}"
 
+    @property
+    def exists(self) -> bool:
+        """Whether the final array is already there."""
+        return (self.container / self.dataset).exists()
+
     @classmethod
-    def prepare(cls, output_uri: str, input_uri: str, overwrite: bool) -> OutputTarget:
-        """Check the output URI before any work: zarr, not the input, not already there."""
+    def prepare(cls, output_uri: str, input_uri: str) -> OutputTarget:
+        """Check the output URI before any work: zarr, and not the input.
+
+        The staging folder is a fixed sibling of the container, named after container and
+        dataset (``.pred.zarr.probabilities.partial``), so a rerun of the same command finds it.
+        """
         parsed = parse_uri(output_uri)
         if parsed.kind != "zarr":
             raise MaskTwinsError(f"output {output_uri}: infer writes zarr; name a .zarr container, "
                                  "e.g. pred.zarr/probabilities")
         dataset = parsed.dataset or DEFAULT_DATASET
-        target = cls(parsed.container, dataset,
-                     parsed.container.parent / f".{parsed.container.stem}.partial-{os.getpid()}.zarr")
+        name = f".{parsed.container.name}.{dataset.replace('/', '.')}{STAGING_SUFFIX}"
+        target = cls(parsed.container, dataset, parsed.container.parent / name)
         source = parse_uri(input_uri)
         if source.container.resolve() == target.container.resolve() and source.dataset == dataset:
             raise MaskTwinsError(f"output {output_uri} is the input volume; inputs are never modified")
-        if (target.container / dataset).exists() and not overwrite:
-            raise MaskTwinsError(f"output {target.uri} already exists: pass --overwrite to replace it "
-                                 "(nothing was written)")
         return target
+
+    def refuse_existing(self) -> None:
+        """MaskTwinsError: the output exists and may not be replaced."""
+        raise MaskTwinsError(f"output {self.uri} already exists: pass --overwrite to replace it "
+                             "(nothing was written)")
+
+    def made_from(self, fingerprint: str) -> bool:
+        """Whether the existing output was committed from work with this manifest fingerprint."""
+        try:
+            attrs = open_zarr_array(parse_uri(self.uri)).attrs.asdict()
+        except (MaskTwinsError, OSError, ValueError):
+            return False
+        provenance = attrs.get("masktwins")
+        return isinstance(provenance, dict) and provenance.get("fingerprint") == fingerprint
 
     @staticmethod
     def chunks_for(shape_zyx: Sequence[int]) -> tuple[int, int, int]:
         """Output chunks: up to 8 x 256 x 256 voxels."""
         return tuple(min(n, c) for n, c in zip(shape_zyx, (8, 256, 256)))
 
-    def create(self, volume, chunks_zyx: Sequence[int], provenance: dict):
-        """The staging array: float32 probabilities, the input's shape, voxel size and offset.
+    def create(self, folder: Path, volume, chunks_zyx: Sequence[int], provenance: dict) -> None:
+        """The empty output array in the zarr container ``folder``: float32 probabilities, the
+        input's shape, voxel size and offset.
 
-        ``provenance`` (checkpoint, input, resolved recipe) is stored in the array's attributes
-        under ``masktwins``, so every prediction carries the recipe that made it.
+        ``provenance`` (checkpoint, input, resolved recipe, fingerprint) is stored in the array's
+        attributes under ``masktwins``, so every prediction carries the recipe that made it.
         """
         from ..io.volumes import create_volume
 
-        shutil.rmtree(self.staging_root, ignore_errors=True)
-        chunks = tuple(chunks_zyx) if len(volume.shape) == 3 else tuple(chunks_zyx[1:])
-        uri = f"{self.staging_root}/{self.dataset}"
-        writer = create_volume(uri, tuple(volume.shape), np.float32, chunks, volume.voxel_size,
-                               volume.offset)
+        uri = f"{folder}/{self.dataset}"
+        create_volume(uri, tuple(volume.shape), np.float32, self.stored_chunks(volume, chunks_zyx),
+                      volume.voxel_size, volume.offset)
         open_zarr_array(parse_uri(uri), writable=True).attrs.update({"masktwins": provenance})
-        return writer
 
-    def commit(self) -> None:
-        """Move the finished array into place (replacing an old one only now)."""
+    @staticmethod
+    def stored_chunks(volume, chunks_zyx: Sequence[int]) -> tuple[int, ...]:
+        """Chunks along the stored axes: (z, y, x), or (y, x) for a 2-D image."""
+        return tuple(chunks_zyx) if len(volume.shape) == 3 else tuple(chunks_zyx[1:])
+
+    def commit(self, claimed: Path) -> None:
+        """Move the finished array of a claimed staging folder into place (replacing an old one
+        only now), then delete the folder with its records."""
+        staged = claimed / ARRAY
+        sweep_temporary_chunks(staged / self.dataset)
         if not self.container.exists():
-            os.replace(self.staging_root, self.container)
+            os.replace(staged, self.container)
+            shutil.rmtree(claimed, ignore_errors=True)
             return
         final = self.container / self.dataset
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         if final.exists():
             os.replace(final, old)
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.staging_root / self.dataset, final)
+        os.replace(staged / self.dataset, final)
         shutil.rmtree(old, ignore_errors=True)
-        shutil.rmtree(self.staging_root, ignore_errors=True)
+        shutil.rmtree(claimed, ignore_errors=True)
         from ..io.volumes import axis_names, open_volume
 
         written = open_volume(self.uri)
         update_ome_multiscales(parse_uri(self.uri), axis_names(written.ndim), written.voxel_size,
                                written.offset)
+
+
+def chunk_flusher(uri: str) -> Callable[[tuple[slice, ...]], None]:
+    """A function that fsyncs the chunk files (and their folders) a box of the zarr array at
+    ``uri`` covers; boxes are in the array's stored axes, in voxels."""
+    parsed = parse_uri(uri)
+    array = open_zarr_array(parsed)
+    folder = parsed.container / parsed.dataset
+    chunks, encode = array.chunks, array.metadata.encode_chunk_key
+
+    def flush(box: tuple[slice, ...]) -> None:
+        ranges = [range(s.start // c, -(-s.stop // c)) for s, c in zip(box, chunks)]
+        paths = [folder / encode(coords) for coords in itertools.product(*ranges)]
+        for path in [*paths, *{path.parent for path in paths}]:
+            fsync_path(path)
+
+    return flush
+
+
+def sweep_temporary_chunks(folder: Path) -> int:
+    """Delete zarr's temporary chunk files left by killed writers below ``folder``; the count."""
+    removed = 0
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            if _ZARR_TEMPORARY.fullmatch(name):
+                os.unlink(os.path.join(dirpath, name))
+                removed += 1
+    return removed

@@ -2,18 +2,21 @@
 
 The output is cut into blocks aligned to its chunk grid. Each block is read with a halo of half
 a window (so windows at the block border see real context), predicted with Gaussian-blended
-sliding windows, and only its inner region is written. No step holds the whole volume. The
-output is written into a temporary container and moved into place at the end, so an interrupted
-run never leaves an output that looks complete.
+sliding windows, and only its inner region is written. No step holds the whole volume, and blocks
+are independent, so they can be predicted in any order, by several processes (``--shard i/N``),
+and across reruns. The output is filled in a staging folder with one durable record per finished
+block (:mod:`.records`); a rerun skips the recorded blocks, and the array is moved into place only
+when every block is written, so an interrupted run never leaves an output that looks complete.
 """
 
 from __future__ import annotations
 
 import itertools
-import shutil
+import logging
+import math
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +28,40 @@ from ..data.normalization import intensity_stats, normalize, strided_sample
 from ..errors import MaskTwinsError
 from ..io.checkpoints import load_checkpoint
 from ..training.model_setup import build_from_recipe, load_weights, resolve_device
-from .output import OutputTarget
+from .output import OutputTarget, chunk_flusher
+from .records import Staging, file_sha256, fingerprint, make_manifest, open_staging, shard_indices
 from .windows import predict_block
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class InferResult:
-    """The written output."""
+    """What one ``infer`` process did.
+
+    ``state``: ``written`` (this process moved the finished output into place), ``pending``
+    (blocks remain for other shards or a rerun), ``handed-over`` (every block is done and
+    another process commits the output) or ``up-to-date`` (the output was already complete,
+    made from the same input, checkpoint and settings). Counts are in blocks: ``blocks`` in the
+    whole plan, ``predicted`` by this process, ``skipped`` (of this process's share) because
+    they were already recorded as done, ``remaining`` in the plan when this process ended.
+    """
 
     output: str
     shape: tuple[int, ...]
     blocks: int
     seconds: float
     device: str
+    predicted: int = 0
+    skipped: int = 0
+    remaining: int = 0
+    state: str = "written"
+    shard: tuple[int, int] | None = None
+
+    @property
+    def total(self) -> int:
+        """Blocks in the whole plan (same as ``blocks``)."""
+        return self.blocks
 
 
 def load_for_inference(checkpoint: str | Path, overrides: Sequence[str] = (),
@@ -88,6 +112,25 @@ def default_block(shape_zyx: Sequence[int], chunks: Sequence[int]) -> tuple[int,
                  for w, c, n in zip(wanted, chunks, shape_zyx))
 
 
+def align_block(block: Sequence[int], chunks: Sequence[int],
+                shape: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(block, chunks) with every block a whole number of chunks, all (z, y, x) voxels.
+
+    Per axis the block (clipped to the volume) is split into k = ceil(block / chunk) equal
+    chunks of ceil(block / k) voxels, and the block grows to k such chunks (by < k voxels). So
+    no two blocks share a chunk: blocks can be written by independent processes, and a chunk
+    never holds a mix of finished and unfinished blocks.
+    """
+    aligned_block, aligned_chunks = [], []
+    for b, c, n in zip(block, chunks, shape):
+        b = max(1, min(b, n))
+        pieces = math.ceil(b / c)
+        chunk = math.ceil(b / pieces)
+        aligned_block.append(pieces * chunk)
+        aligned_chunks.append(chunk)
+    return tuple(aligned_block), tuple(aligned_chunks)
+
+
 @dataclass(frozen=True)
 class BlockPlan:
     """Geometry of blockwise prediction, all in (z, y, x) voxels."""
@@ -101,7 +144,8 @@ class BlockPlan:
     @classmethod
     def for_volume(cls, recipe: Recipe, shape: Sequence[int]) -> BlockPlan:
         """A 2-D model: output chunks of one slice and no halo along z; a 3-D model: halo on
-        every axis. Halo = half a window, so windows at a block border see real context."""
+        every axis. Halo = half a window, so windows at a block border see real context. Blocks
+        are whole multiples of the output chunks (see :func:`align_block`)."""
         shape_zyx = (1, *shape) if len(shape) == 2 else tuple(shape)
         chunks = OutputTarget.chunks_for(shape_zyx)
         window = tuple(recipe.infer.window or recipe.data.patch_size)
@@ -110,7 +154,27 @@ class BlockPlan:
         else:
             halo = tuple(w // 2 for w in window)
         block = tuple(recipe.infer.block_size) or default_block(shape_zyx, chunks)
+        block, chunks = align_block(block, chunks, shape_zyx)
         return cls(shape_zyx, chunks, block, window, halo)
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Blocks per axis."""
+        return tuple(-(-n // b) for n, b in zip(self.shape, self.block))
+
+    @property
+    def count(self) -> int:
+        """Number of blocks; they are numbered 0..count-1 in :func:`block_starts` order."""
+        return math.prod(self.grid)
+
+    def start(self, index: int) -> tuple[int, ...]:
+        """Start corner (voxels) of block ``index``."""
+        return tuple(int(i) * b for i, b in zip(np.unravel_index(index, self.grid), self.block))
+
+    def as_dict(self) -> dict:
+        """The plan as plain data (for the run manifest)."""
+        return {"shape": self.shape, "chunks": self.chunks, "block": self.block,
+                "window": self.window, "halo": self.halo, "blocks": self.count}
 
 
 class ZyxView:
@@ -120,36 +184,99 @@ class ZyxView:
         self.volume = volume
         self.flat = len(volume.shape) == 2
 
+    def stored(self, box: tuple[slice, ...]) -> tuple[slice, ...]:
+        """A (z, y, x) box in the volume's own axes."""
+        return box[1:] if self.flat else box
+
     def read(self, box: tuple[slice, ...]) -> np.ndarray:
-        data = np.asarray(self.volume[box[1:] if self.flat else box])
+        data = np.asarray(self.volume[self.stored(box)])
         return data[None] if self.flat else data
 
     def write(self, box: tuple[slice, ...], data: np.ndarray) -> None:
-        self.volume.write(box[1:] if self.flat else box, data[0] if self.flat else data)
+        self.volume.write(self.stored(box), data[0] if self.flat else data)
 
 
-def predict_blocks(model, recipe: Recipe, plan: BlockPlan, source: ZyxView, sink: ZyxView,
-                   stats, device: torch.device, name: str) -> int:
-    """Predict every block of the plan from ``source`` into ``sink``; returns the block count."""
-    count = 0
-    for start in block_starts(plan.shape, plan.block):
+def block_predictor(model, recipe: Recipe, plan: BlockPlan, stats,
+                    device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
+    """raw (z, y, x) block -> float32 (C, z, y, x) class probabilities, with the recipe's
+    window, overlap, batch size, blending and autocast."""
+
+    def predict(raw: np.ndarray) -> np.ndarray:
+        return predict_block(model, normalize(raw, stats), recipe.model.spatial_dims, plan.window,
+                             recipe.infer.overlap, recipe.infer.batch_size, recipe.infer.blend,
+                             device, recipe.train.amp)
+
+    return predict
+
+
+def predict_blocks(predict: Callable[[np.ndarray], np.ndarray], plan: BlockPlan, source: ZyxView,
+                   sink: ZyxView, name: str, indices: Iterable[int] | None = None,
+                   is_done: Callable[[int], bool] = lambda index: False,
+                   on_written: Callable[[int, tuple[slice, ...]], None] = lambda index, box: None,
+                   ) -> tuple[int, int]:
+    """Predict blocks ``indices`` (default: all) of the plan from ``source`` into ``sink``.
+
+    A block for which ``is_done(index)`` holds when its turn comes is skipped;
+    ``on_written(index, box)`` runs after a block's inner region ``box`` ((z, y, x) voxels) is
+    written. Each block reads its own halo from ``source``, so the result of a block does not
+    depend on which other blocks are predicted. Returns (predicted, skipped).
+    """
+    predicted = skipped = 0
+    for index in range(plan.count) if indices is None else indices:
+        if is_done(index):
+            skipped += 1
+            continue
+        start = plan.start(index)
         read, inner = halo_box(start, plan.block, plan.shape, plan.halo)
         raw = source.read(read)
         if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
             raise MaskTwinsError(f"{name}: NaN or infinite values in the block at voxel {start}")
-        probs = predict_block(model, normalize(raw, stats), recipe.model.spatial_dims, plan.window,
-                              recipe.infer.overlap, recipe.infer.batch_size, recipe.infer.blend,
-                              device, recipe.train.amp)
-        foreground = probs[1][inner]
-        sink.write(tuple(slice(s, s + n) for s, n in zip(start, foreground.shape)), foreground)
-        count += 1
-    return count
+        foreground = predict(raw)[1][inner]
+        box = tuple(slice(s, s + n) for s, n in zip(start, foreground.shape))
+        sink.write(box, foreground)
+        on_written(index, box)
+        predicted += 1
+        log.debug("block %d at %s predicted", index, start)
+    return predicted, skipped
+
+
+def run_manifest(checkpoint: str | Path, weights: str, recipe: Recipe, volume, output_uri: str,
+                 stats, plan: BlockPlan) -> dict:
+    """What a run computes, compared between reruns and shards (see :mod:`.records`): the input
+    (absolute URI, shape, dtype, calibration, intensity statistics), the checkpoint's content,
+    the weights, the [infer] settings and autocast, the output and the block plan."""
+    work = {
+        "input": {"uri": _absolute_uri(volume.uri), "shape": volume.shape, "dtype": str(volume.dtype),
+                  "voxel_size": volume.voxel_size, "offset": volume.offset,
+                  "normalization": {"shift": stats.shift, "scale": stats.scale}},
+        "checkpoint": {"sha256": file_sha256(checkpoint)},
+        "weights": weights,
+        "infer": recipe_to_dict(recipe)["infer"],
+        "amp": recipe.train.amp,
+        "output": {"uri": _absolute_uri(output_uri), "dtype": "float32"},
+        "plan": plan.as_dict(),
+    }
+    return make_manifest(work, {"checkpoint": str(Path(checkpoint).resolve()), "created": time.time()})
+
+
+def _absolute_uri(uri: str) -> str:
+    """A volume URI with an absolute container path."""
+    from ..io.uri import ParsedUri, parse_uri
+
+    parsed = parse_uri(uri)
+    return str(ParsedUri(parsed.kind, parsed.container.resolve(), parsed.dataset))
 
 
 def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
                  overrides: Sequence[str] = (), weights: str = "student", device: str = "auto",
-                 overwrite: bool = False) -> InferResult:
-    """Predict the foreground probability of ``input_uri`` into ``output_uri`` (zarr)."""
+                 overwrite: bool = False, shard: tuple[int, int] | None = None,
+                 restart: bool = False) -> InferResult:
+    """Predict the foreground probability of ``input_uri`` into ``output_uri`` (zarr).
+
+    Resumes from the blocks a killed or failed run with the same manifest recorded (``restart``
+    discards them); ``shard`` = (i, N), 1-based, predicts only every N-th block from the
+    (i-1)-th. Whichever process finds every block done moves the output into place.
+    """
     from ..io.volumes import open_volume
 
     started = time.perf_counter()
@@ -158,20 +285,77 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
     if recipe.model.spatial_dims == 3 and len(volume.shape) == 2:
         raise MaskTwinsError(f"{input_uri}: a 2-D image, but checkpoint {checkpoint} holds a 3-D "
                              "model; give a (z, y, x) volume")
-    target = OutputTarget.prepare(output_uri, input_uri, overwrite)
-    torch_device = resolve_device(device)
-    model.to(torch_device)
+    target = OutputTarget.prepare(output_uri, input_uri)
+    if restart and shard is not None:
+        raise MaskTwinsError(f"--restart with --shard {shard[0]}/{shard[1]} would discard the "
+                             f"blocks of the other shards; delete {target.staging_root} once "
+                             "before starting the shards instead")
     stats = intensity_stats(strided_sample(volume), recipe.data.normalization, str(input_uri))
     plan = BlockPlan.for_volume(recipe, volume.shape)
+    manifest = run_manifest(checkpoint, weights, recipe, volume, target.uri, stats, plan)
+    share = shard_indices(plan.count, shard)
+    result = InferResult(target.uri, tuple(volume.shape), plan.count, 0.0, device, shard=shard)
+    if target.exists and not overwrite:
+        if target.made_from(fingerprint(manifest)):
+            return replace(result, skipped=len(share), state="up-to-date",
+                           seconds=time.perf_counter() - started)
+        target.refuse_existing()
+    torch_device = resolve_device(device)
+    model.to(torch_device)
     provenance = {"checkpoint": str(checkpoint), "input": str(input_uri), "weights": weights,
-                  "recipe": recipe_to_dict(recipe)}
-    writer = target.create(volume, plan.chunks, provenance)
+                  "recipe": recipe_to_dict(recipe), "fingerprint": fingerprint(manifest)}
+    staging, created = open_staging(
+        target.staging_root, manifest, restart=restart,
+        build=lambda folder: target.create(folder, volume, plan.chunks, provenance))
     try:
-        count = predict_blocks(model, recipe, plan, ZyxView(volume), ZyxView(writer), stats,
-                               torch_device, str(input_uri))
+        predicted, skipped = _predict_share(block_predictor(model, recipe, plan, stats, torch_device),
+                                            plan, volume, staging, target, share)
     except BaseException:
-        shutil.rmtree(target.staging_root, ignore_errors=True)
+        if created:
+            _discard_if_empty(staging)
         raise
-    target.commit()
-    return InferResult(target.uri, tuple(volume.shape), count, time.perf_counter() - started,
-                       str(torch_device))
+    result = replace(result, predicted=predicted, skipped=skipped, device=str(torch_device))
+    return replace(_finish(staging, target, plan, result), seconds=time.perf_counter() - started)
+
+
+def _predict_share(predict, plan: BlockPlan, volume, staging: Staging, target: OutputTarget,
+                   share: Iterable[int]) -> tuple[int, int]:
+    """Predict this process's blocks into the staging array, recording each one durably after
+    its data is written and fsynced. Returns (predicted, skipped)."""
+    from ..io.volumes import create_volume
+
+    uri = staging.array_uri(target.dataset)
+    writer = create_volume(uri, tuple(volume.shape), np.float32,
+                           OutputTarget.stored_chunks(volume, plan.chunks), volume.voxel_size,
+                           volume.offset)  # reopens the staging array
+    sink, flush = ZyxView(writer), chunk_flusher(uri)
+
+    def record(index: int, box: tuple[slice, ...]) -> None:
+        flush(sink.stored(box))
+        staging.mark_done(index)
+
+    return predict_blocks(predict, plan, ZyxView(volume), sink, str(volume.uri), share,
+                          staging.is_done, record)
+
+
+def _finish(staging: Staging, target: OutputTarget, plan: BlockPlan,
+            result: InferResult) -> InferResult:
+    """Commit the output when every block is done and this process wins the claim."""
+    remaining = plan.count - len(staging.done())
+    if remaining:
+        log.info("%d of %d blocks remain for other processes", remaining, plan.count)
+        return replace(result, remaining=remaining, state="pending")
+    claimed = staging.claim()
+    if claimed is None:
+        return replace(result, state="handed-over")
+    target.commit(claimed)
+    return replace(result, state="written")
+
+
+def _discard_if_empty(staging: Staging) -> None:
+    """Delete a staging folder this process created if it holds no finished block."""
+    try:
+        if not staging.done():
+            staging.discard()
+    except OSError:
+        pass
