@@ -82,7 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--methods", default="", help="comma-separated subset of method names")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="recipe override for every run (repeatable)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier OUT")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start OUT afresh (default: keep the finished runs of an earlier "
+                             "call with the same --scale and --set, and run the missing ones)")
     return parser.parse_args(argv)
 
 
@@ -110,6 +112,46 @@ def prepare_data(data: Path, out: Path) -> Path:
     prepare_preset("cdeep3m", data / "cdeep3m", out / "cdeep3m",
                    voxel_size=f"50,{PIXEL_NM},{PIXEL_NM}")
     return out
+
+
+def check_settings(path: Path, common: list[str]) -> dict:
+    """The settings every run of OUT shares (scale overrides + --set); an OUT made with other
+    settings is refused, so runs of one table never mix settings."""
+    settings = {"overrides": common}
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        if earlier != settings:
+            raise MaskTwinsError(f"{path.parent} holds runs made with other settings "
+                                 f"{earlier['overrides']}: pass --overwrite or another --out")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
+    return settings
+
+
+def finished_run(run_dir: Path) -> dict | None:
+    """The record of a run finished by an earlier call, or None."""
+    path = run_dir / "run.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run_once(run_dir: Path, method: str, seed: int, overrides: list[str], test: TestVolume) -> dict:
+    """The run record from run_dir/run.json when an earlier call finished it; else train, score
+    and store it (a run an earlier call left unfinished starts again)."""
+    finished = finished_run(run_dir)
+    if finished is not None:
+        print(f">> {method} seed {seed}: finished earlier (IoU {finished['iou']:.3f})", flush=True)
+        return finished
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run = {"method": method, "seed": seed,
+           **train_and_score(RECIPE, overrides, run_dir, test, f"{method} seed {seed}", stage_report)}
+    write_text_atomic(run_dir / "run.json", json.dumps(run, indent=2) + "\n")
+    return run
+
+
+def earlier_runs(out: Path) -> list[dict]:
+    """Every finished run under OUT (seed*/*/run.json)."""
+    return [json.loads(p.read_text()) for p in sorted(out.glob("seed*/*/run.json"))]
 
 
 def write_figure(out: Path, runs: list[dict], test: TestVolume, seed: int) -> Path | None:
@@ -143,11 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     methods = chosen_methods(args.methods)
     common = [*SCALES[args.scale], *args.overrides]
     load_recipe(RECIPE, common)  # bad overrides fail before any work
-    if args.out.exists():
-        if not args.overwrite:
-            raise MaskTwinsError(f"{args.out} exists: pass --overwrite or another --out")
+    if args.out.exists() and args.overwrite:
         shutil.rmtree(args.out)
-    root = prepare_data(args.data, args.out / "data")
+    settings = check_settings(args.out / "settings.json", common)
+    root = args.out / "data"
+    if not (root / "cdeep3m" / "validation.zarr").exists():
+        prepare_data(args.data, root)
     test = TestVolume(str(root / "cdeep3m" / "validation.zarr" / "raw"),
                       str(root / "cdeep3m" / "validation.zarr" / "labels"))
     runs, started = [], time.perf_counter()
@@ -158,20 +201,21 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.out / f"seed{seed}" / folder_name(method.name)
             overrides = [f"data.root={quoted(root)}", f"train.seed={seed}", *common,
                          *method.overrides]
-            scored = train_and_score(RECIPE, overrides, run_dir, test, f"{method.name} seed {seed}",
-                                     stage_report)
-            runs.append({"method": method.name, "seed": seed, **scored})
-    summary = summarise(runs, [m.name for m in methods])
+            runs.append(run_once(run_dir, method.name, seed, overrides, test))
+    runs += [run for run in earlier_runs(args.out) if (run["method"], run["seed"]) not in
+             {(r["method"], r["seed"]) for r in runs}]
+    runs.sort(key=lambda r: (r["seed"], [m.name for m in METHODS].index(r["method"])))
+    summary = summarise(runs, [m.name for m in METHODS])
     device = runs[0]["device"]
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "CPU"
-    meta = {"scale": args.scale, "overrides": common, "seeds": args.seeds, "device": device,
+    meta = {"scale": args.scale, **settings, "seeds": sorted({r["seed"] for r in runs}), "device": device,
             "device_name": gpu, "torch_threads": torch.get_num_threads(),
             "wall_seconds": round(time.perf_counter() - started, 1),
             "gap_closed_iou": gap_closed(summary, "MaskTwins")}
     write_text_atomic(args.out / "results.json", json.dumps(
         {**meta, "runs": runs, "summary": summary}, indent=2, default=float) + "\n")
     title = (f"VNC III -> CDeep3M validation slices, scale {args.scale} on {device} ({gpu}), "
-             f"seeds {args.seeds}; per-slice metrics, mean ± std over seeds")
+             f"seeds {meta['seeds']}; per-slice metrics, mean ± std over seeds")
     table = markdown_table(summary, title)
     write_text_atomic(args.out / "results.md", table)
     figure = write_figure(args.out, runs, test, args.seeds[0])

@@ -94,14 +94,23 @@ def test_real_bench_skips_with_a_reason_without_data(tmp_path, capsys):
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real EM data not present at {REAL_DATA}")
 def test_real_bench_runs_end_to_end_on_the_shared_stacks(tmp_path, capsys):
     out = tmp_path / "bench"
-    code = _bench_module().main(["--out", str(out), "--seeds", "0", "--methods", "NoAdapt,MaskTwins",
-                                 "--set", "train.iterations=2", "--set", "train.threads=1",
-                                 "--set", "model.features=[4,4,4,4,4]", "--set", "infer.batch_size=2"])
-    assert code == 0
+    bench = _bench_module()
+    argv = ["--out", str(out), "--seeds", "0", "--methods", "NoAdapt,MaskTwins",
+            "--set", "train.iterations=2", "--set", "train.threads=1",
+            "--set", "model.features=[4,4,4,4,4]", "--set", "infer.batch_size=2"]
+    assert bench.main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in results["runs"]] == ["NoAdapt", "MaskTwins"]
     assert all(0.0 <= r["iou"] <= 1.0 for r in results["runs"])
     assert (out / "comparison.png").is_file() and "| MaskTwins | 1 |" in (out / "results.md").read_text()
     assert (out / "data" / "vnc3.zarr" / "raw").is_dir()
     assert "results:" in capsys.readouterr().out
+    # a second call keeps the finished runs; other settings in the same OUT are refused
+    checkpoint = out / "seed0" / "noadapt" / "last.pt"
+    written = checkpoint.stat().st_mtime_ns
+    assert bench.main(argv) == 0
+    assert "finished earlier" in capsys.readouterr().out
+    assert checkpoint.stat().st_mtime_ns == written
+    with pytest.raises(MaskTwinsError, match="other settings"):
+        bench.main([*argv, "--set", "train.lr=0.1"])
     sys.modules.pop("real_mito", None)
