@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from .resunet import DEFAULT_FEATURES, ResUNet
 from .unet import UNet
 
 
@@ -15,7 +16,14 @@ def build_unet(spatial_dims: int, in_channels: int, num_classes: int, features, 
     return UNet(spatial_dims, in_channels, num_classes, features, norm, pool or None, dropout)
 
 
-MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {"unet": build_unet}
+def build_resunet(spatial_dims: int, in_channels: int = 1, num_classes: int = 2,
+                  features=DEFAULT_FEATURES, norm: str = "batch", pool=None,
+                  dropout: float = 0.0) -> nn.Module:
+    """The isotropic residual U-Net of :mod:`.resunet` (synapses: 2 logit channels, pre/post)."""
+    return ResUNet(spatial_dims, in_channels, num_classes, features, norm, pool or None, dropout)
+
+
+MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {"unet": build_unet, "resunet": build_resunet}
 
 
 def build_model(name: str, spatial_dims: int, **options) -> nn.Module:
