@@ -252,6 +252,16 @@ def infer(
         "Shards may run at the same time; the last to finish writes the output."),
     restart: bool = typer.Option(
         False, help="Discard the blocks an interrupted run left (never while shards run)."),
+    workers: int | None = typer.Option(
+        None, help="Predict with N worker processes pulling blocks from a daisy "
+        "scheduler (each loads the model once; CPU workers get cores/N torch threads)."),
+    worker_command: str | None = typer.Option(
+        None, metavar="TEMPLATE", help="Start each of the --workers with this shell command, "
+        "{cmd} standing for the worker command; it must block until the worker exits, e.g. "
+        "'srun -N1 -n1 --gpus=1 {cmd}'."),
+    host: str | None = typer.Option(
+        None, help="Address the --workers connect to (default: 127.0.0.1, or this machine's "
+        "detected address with --worker-command; also DAISY_HOST)."),
 ) -> None:
     """Predict foreground probabilities over a volume with sliding windows, block by block.
 
@@ -269,7 +279,31 @@ def infer(
     A task that ends while others run exits 0 and says how many blocks remain.
     The last task to finish moves the output into place.
     If a task failed, resubmit it (or run once without --shard) to finish.
+
+    \b
+    Several workers (daisy scheduler; blocks already recorded are skipped):
+      masktwins infer last.pt raw.zarr/raw -o pred.zarr/probabilities --workers 4
+    On SLURM, from a job holding 4 tasks (each worker started with srun):
+      masktwins infer last.pt raw.zarr/raw -o pred.zarr/probabilities \\
+          --workers 4 --worker-command 'srun -N1 -n1 --exact {cmd}'
     """
+    if workers is None and (worker_command is not None or host is not None):
+        raise MaskTwinsError("--worker-command and --host need --workers N")
+    if workers is not None:
+        if shard is not None:
+            raise MaskTwinsError("--shard and --workers exclude each other: shards are "
+                                 "independent jobs, --workers shares the blocks through a scheduler")
+        from .inference.distributed import check_options
+
+        check_options(workers, worker_command)  # before any heavy import
+        from .inference.distributed import infer_with_daisy
+
+        result = infer_with_daisy(checkpoint, input_volume, output, workers,
+                                  overrides=list(set_), weights=weights, device=device,
+                                  overwrite=overwrite, restart=restart,
+                                  worker_command=worker_command, host=host)
+        typer.echo(_infer_summary(result))
+        return
     from .inference.predict import infer_volume
     from .inference.records import parse_shard
 
@@ -277,6 +311,32 @@ def infer(
                           device=device, overwrite=overwrite, shard=parse_shard(shard),
                           restart=restart)
     typer.echo(_infer_summary(result))
+
+
+@app.command("infer-worker", hidden=True)
+@user_errors
+def infer_worker(
+    checkpoint: Path = typer.Argument(..., help="The checkpoint the coordinator was given."),
+    input_volume: str = typer.Argument(..., metavar="INPUT", help="The coordinator's input URI."),
+    output: str = typer.Option(..., "-o", "--output", help="The coordinator's output URI."),
+    set_: list[str] = typer.Option([], "--set", help="The coordinator's --set values."),
+    weights: str = typer.Option("student", help="The coordinator's --weights."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:K."),
+    threads: int | None = typer.Option(
+        None, min=1, help="Torch CPU threads (default: OMP_NUM_THREADS, else every core)."),
+) -> None:
+    """One worker of `masktwins infer --workers N`: serve blocks to its daisy scheduler.
+
+    The coordinator runs this (through --worker-command) with DAISY_CONTEXT set to the
+    scheduler's address; arguments must match the coordinator's (checked against the run's
+    manifest). It loads the model once and predicts the blocks the scheduler hands out.
+    """
+    from .inference.distributed import WorkerSpec, log_to_stderr, serve_blocks
+
+    log_to_stderr()
+    spec = WorkerSpec(str(checkpoint), input_volume, output, tuple(set_), weights, device, threads)
+    predicted = serve_blocks(spec)
+    typer.echo(f"infer-worker: {predicted} blocks predicted")
 
 
 def _infer_summary(result) -> str:

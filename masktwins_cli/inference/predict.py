@@ -3,10 +3,11 @@
 The output is cut into blocks aligned to its chunk grid. Each block is read with a halo of half
 a window (so windows at the block border see real context), predicted with Gaussian-blended
 sliding windows, and only its inner region is written. No step holds the whole volume, and blocks
-are independent, so they can be predicted in any order, by several processes (``--shard i/N``),
-and across reruns. The output is filled in a staging folder with one durable record per finished
-block (:mod:`.records`); a rerun skips the recorded blocks, and the array is moved into place only
-when every block is written, so an interrupted run never leaves an output that looks complete.
+are independent, so they can be predicted in any order, by several processes (``--shard i/N``,
+or daisy workers: :mod:`.distributed`), and across reruns. The output is filled in a staging
+folder with one durable record per finished block (:mod:`.records`); a rerun skips the recorded
+blocks, and the array is moved into place only when every block is written, so an interrupted
+run never leaves an output that looks complete.
 """
 
 from __future__ import annotations
@@ -267,6 +268,67 @@ def _absolute_uri(uri: str) -> str:
     return str(ParsedUri(parsed.kind, parsed.container.resolve(), parsed.dataset))
 
 
+@dataclass(frozen=True)
+class InferSetup:
+    """What every process of one run derives before predicting (a single run, each shard, the
+    daisy coordinator and each daisy worker), so all of them agree on the work: the network
+    (on the CPU) and its recipe, the input volume, the output target, the intensity statistics,
+    the block plan and the manifest (see :func:`run_manifest`)."""
+
+    checkpoint: str
+    input_uri: str
+    weights: str
+    model: torch.nn.Module
+    recipe: Recipe
+    volume: object
+    target: OutputTarget
+    stats: object
+    plan: BlockPlan
+    manifest: dict
+
+    @classmethod
+    def prepare(cls, checkpoint: str | Path, input_uri: str, output_uri: str,
+                overrides: Sequence[str] = (), weights: str = "student") -> InferSetup:
+        """Load and check everything; MaskTwinsError for a bad checkpoint, input or output."""
+        from ..io.volumes import open_volume
+
+        model, recipe = load_for_inference(checkpoint, overrides, weights)
+        volume = open_volume(input_uri, ndim=(2, 3))
+        if recipe.model.spatial_dims == 3 and len(volume.shape) == 2:
+            raise MaskTwinsError(f"{input_uri}: a 2-D image, but checkpoint {checkpoint} holds a "
+                                 "3-D model; give a (z, y, x) volume")
+        target = OutputTarget.prepare(output_uri, input_uri)
+        stats = intensity_stats(strided_sample(volume), recipe.data.normalization, str(input_uri))
+        plan = BlockPlan.for_volume(recipe, volume.shape)
+        manifest = run_manifest(checkpoint, weights, recipe, volume, target.uri, stats, plan)
+        return cls(str(checkpoint), str(input_uri), weights, model, recipe, volume, target, stats,
+                   plan, manifest)
+
+    def up_to_date(self, overwrite: bool) -> bool:
+        """True when the output exists and was committed from this very work; MaskTwinsError
+        when it exists otherwise and ``overwrite`` is off."""
+        if not self.target.exists or overwrite:
+            return False
+        if self.target.made_from(fingerprint(self.manifest)):
+            return True
+        self.target.refuse_existing()
+        return False
+
+    def open_staging(self, restart: bool = False) -> tuple[Staging, bool]:
+        """The run's staging folder (see :func:`~.records.open_staging`), created if missing."""
+        provenance = {"checkpoint": self.checkpoint, "input": self.input_uri,
+                      "weights": self.weights, "recipe": recipe_to_dict(self.recipe),
+                      "fingerprint": fingerprint(self.manifest)}
+        return open_staging(self.target.staging_root, self.manifest, restart=restart,
+                            build=lambda folder: self.target.create(folder, self.volume,
+                                                                    self.plan.chunks, provenance))
+
+    def predictor(self, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
+        """The network moved to ``device``, as a :func:`block_predictor`."""
+        self.model.to(device)
+        return block_predictor(self.model, self.recipe, self.plan, self.stats, device)
+
+
 def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
                  overrides: Sequence[str] = (), weights: str = "student", device: str = "auto",
                  overwrite: bool = False, shard: tuple[int, int] | None = None,
@@ -277,51 +339,36 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
     discards them); ``shard`` = (i, N), 1-based, predicts only every N-th block from the
     (i-1)-th. Whichever process finds every block done moves the output into place.
     """
-    from ..io.volumes import open_volume
-
     started = time.perf_counter()
-    model, recipe = load_for_inference(checkpoint, overrides, weights)
-    volume = open_volume(input_uri, ndim=(2, 3))
-    if recipe.model.spatial_dims == 3 and len(volume.shape) == 2:
-        raise MaskTwinsError(f"{input_uri}: a 2-D image, but checkpoint {checkpoint} holds a 3-D "
-                             "model; give a (z, y, x) volume")
-    target = OutputTarget.prepare(output_uri, input_uri)
+    setup = InferSetup.prepare(checkpoint, input_uri, output_uri, overrides, weights)
     if restart and shard is not None:
         raise MaskTwinsError(f"--restart with --shard {shard[0]}/{shard[1]} would discard the "
-                             f"blocks of the other shards; delete {target.staging_root} once "
-                             "before starting the shards instead")
-    stats = intensity_stats(strided_sample(volume), recipe.data.normalization, str(input_uri))
-    plan = BlockPlan.for_volume(recipe, volume.shape)
-    manifest = run_manifest(checkpoint, weights, recipe, volume, target.uri, stats, plan)
+                             f"blocks of the other shards; delete {setup.target.staging_root} "
+                             "once before starting the shards instead")
+    plan, target = setup.plan, setup.target
     share = shard_indices(plan.count, shard)
-    result = InferResult(target.uri, tuple(volume.shape), plan.count, 0.0, device, shard=shard)
-    if target.exists and not overwrite:
-        if target.made_from(fingerprint(manifest)):
-            return replace(result, skipped=len(share), state="up-to-date",
-                           seconds=time.perf_counter() - started)
-        target.refuse_existing()
+    result = InferResult(target.uri, tuple(setup.volume.shape), plan.count, 0.0, device,
+                         shard=shard)
+    if setup.up_to_date(overwrite):
+        return replace(result, skipped=len(share), state="up-to-date",
+                       seconds=time.perf_counter() - started)
     torch_device = resolve_device(device)
-    model.to(torch_device)
-    provenance = {"checkpoint": str(checkpoint), "input": str(input_uri), "weights": weights,
-                  "recipe": recipe_to_dict(recipe), "fingerprint": fingerprint(manifest)}
-    staging, created = open_staging(
-        target.staging_root, manifest, restart=restart,
-        build=lambda folder: target.create(folder, volume, plan.chunks, provenance))
+    predict = setup.predictor(torch_device)
+    staging, created = setup.open_staging(restart)
     try:
-        predicted, skipped = _predict_share(block_predictor(model, recipe, plan, stats, torch_device),
-                                            plan, volume, staging, target, share)
+        predicted, skipped = predict_share(predict, plan, setup.volume, staging, target, share)
     except BaseException:
         if created:
-            _discard_if_empty(staging)
+            discard_if_empty(staging)
         raise
     result = replace(result, predicted=predicted, skipped=skipped, device=str(torch_device))
-    return replace(_finish(staging, target, plan, result), seconds=time.perf_counter() - started)
+    return replace(finish(staging, target, plan, result), seconds=time.perf_counter() - started)
 
 
-def _predict_share(predict, plan: BlockPlan, volume, staging: Staging, target: OutputTarget,
-                   share: Iterable[int]) -> tuple[int, int]:
-    """Predict this process's blocks into the staging array, recording each one durably after
-    its data is written and fsynced. Returns (predicted, skipped)."""
+def staging_sink(plan: BlockPlan, volume, staging: Staging, target: OutputTarget,
+                 ) -> tuple[ZyxView, Callable[[int, tuple[slice, ...]], None]]:
+    """The staging array as a sink, and the record step for :func:`predict_blocks`: fsync the
+    chunks of a written block, then mark it done."""
     from ..io.volumes import create_volume
 
     uri = staging.array_uri(target.dataset)
@@ -334,12 +381,20 @@ def _predict_share(predict, plan: BlockPlan, volume, staging: Staging, target: O
         flush(sink.stored(box))
         staging.mark_done(index)
 
+    return sink, record
+
+
+def predict_share(predict, plan: BlockPlan, volume, staging: Staging, target: OutputTarget,
+                  share: Iterable[int]) -> tuple[int, int]:
+    """Predict this process's blocks into the staging array, recording each one durably after
+    its data is written and fsynced. Returns (predicted, skipped)."""
+    sink, record = staging_sink(plan, volume, staging, target)
     return predict_blocks(predict, plan, ZyxView(volume), sink, str(volume.uri), share,
                           staging.is_done, record)
 
 
-def _finish(staging: Staging, target: OutputTarget, plan: BlockPlan,
-            result: InferResult) -> InferResult:
+def finish(staging: Staging, target: OutputTarget, plan: BlockPlan,
+           result: InferResult) -> InferResult:
     """Commit the output when every block is done and this process wins the claim."""
     remaining = plan.count - len(staging.done())
     if remaining:
@@ -352,7 +407,7 @@ def _finish(staging: Staging, target: OutputTarget, plan: BlockPlan,
     return replace(result, state="written")
 
 
-def _discard_if_empty(staging: Staging) -> None:
+def discard_if_empty(staging: Staging) -> None:
     """Delete a staging folder this process created if it holds no finished block."""
     try:
         if not staging.done():
