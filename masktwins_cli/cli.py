@@ -53,21 +53,35 @@ def user_errors(func):
 @user_errors
 def prepare_synthetic_cmd(
     out_dir: Path = typer.Argument(..., help="Folder for source.zarr, target_train.zarr, target_test.zarr."),
-    task: str = typer.Option("mito", help="Synthetic task (mito)."),
-    dims: int = typer.Option(2, help="2: stacks of independent sections; 3: anisotropic volumes."),
+    task: str = typer.Option(
+        "mito", help="mito (volumes + labels) or synapse (3-D volumes + <name>_points.csv)."),
+    dims: int = typer.Option(
+        2, help="mito: 2 (stacks of independent sections) or 3 (anisotropic volumes); "
+        "synapse is always 3-D (8 nm isotropic)."),
     seed: int = typer.Option(0, help="Seed of the generator."),
     shape: str | None = typer.Option(
-        None, help="Volume size Z,Y,X (default: 24,256,256 in 2-D, 48,160,160 in 3-D)."),
+        None, help="Volume size Z,Y,X (default: 24,256,256 in 2-D, 48,160,160 in 3-D; "
+        "synapse 128,128,128)."),
     overwrite: bool = typer.Option(False, help="Replace existing volumes in OUT_DIR."),
 ) -> None:
-    """Generate a synthetic EM source/target domain pair with mitochondria labels."""
+    """Generate a synthetic EM source/target domain pair: mitochondria labels or synapse points.
+
+    \b
+    OUT_DIR/{source,target_train,target_test}.zarr/raw   (+ /labels for --task mito)
+    OUT_DIR/{source,target_train,target_test}_points.csv (--task synapse)
+    OUT_DIR/dataset.json                                 seed, shapes, voxel sizes, styles
+    """
     from .prepare.synthetic import parse_shape, prepare_synthetic
 
     result = prepare_synthetic(out_dir, task=task, dims=dims, seed=seed, overwrite=overwrite,
                                shape=parse_shape(shape) if shape else None)
     for name, shape in result.shapes.items():
-        typer.echo(f"{name}: {'x'.join(map(str, shape))} voxels, "
-                   f"{100 * result.foreground[name]:.1f}% mitochondria")
+        if result.points is not None:
+            counts = result.points[name]
+            what = f"{counts['pre']} pre, {counts['post']} post points"
+        else:
+            what = f"{100 * result.foreground[name]:.1f}% mitochondria"
+        typer.echo(f"{name}: {'x'.join(map(str, shape))} voxels, {what}")
     typer.echo(f"wrote {result.out_dir} (volumes + dataset.json)")
 
 
@@ -205,6 +219,46 @@ def prepare_mitoem_cmd(
 
     _echo_prepared(prepare_preset("mitoem", root, out_dir, voxel_size, resample_to, overwrite,
                                   tissue=tissue))
+
+
+@prepare_app.command("waspsyn")
+@user_errors
+def prepare_waspsyn_cmd(
+    root: Path = typer.Argument(..., metavar="DIR", help="A WASP-SYN folder (volume folders or files)."),
+    out_dir: Path = typer.Argument(
+        ..., metavar="OUT_DIR", help="Folder for <name>.zarr + <name>_points.csv."),
+    volume: list[str] = typer.Option(
+        [], "--volume", help="Prepare only this volume (its folder name; repeatable)."),
+    as_name: str | None = typer.Option(
+        None, "--as", metavar="NAME", help="Write the one selected volume as NAME.zarr + "
+        "NAME_points.csv (source / target: the names recipes/waspsyn.toml reads)."),
+    unlabeled: bool = typer.Option(
+        False, help="Accept images without a label file (raw only), e.g. the target volume."),
+    voxel_size: str | None = typer.Option(None, help="Voxel size Z,Y,X in nm (default 8,8,8)."),
+    overwrite: bool = typer.Option(False, help="Replace existing outputs in OUT_DIR."),
+) -> None:
+    """WASP-SYN (FIB-SEM, 8 nm isotropic): image HDF5 + point labels -> zarr + point tables.
+
+    \b
+    DIR/<volume>/img_zyx_<z0>-<z1>_<y0>-<y1>_<x0>-<x1>.h5    dataset 'main' (z, y, x)
+    DIR/<volume>/syns_zyx_<z0>-<z1>_<y0>-<y1>_<x0>-<x1>.h5   'pre' N x 3 (z, y, x), 'post' M x 4
+                                          (pre row, z, y, x); global coordinates
+      (files may also lie in DIR itself). Image and labels pair up by the crop offset in their
+      names (the range starts z0, y0, x0), which is subtracted from the label coordinates.
+    -> OUT_DIR/<volume>.zarr/raw (chunks 64^3, voxel 8 nm, offset in nm)
+       OUT_DIR/<volume>_points.csv (kind,id,pre_id,z,y,x in local voxels)
+    e.g. for recipes/waspsyn.toml:
+      masktwins prepare waspsyn wasp/train_sample3_vol0 data/waspsyn --as source
+      masktwins prepare waspsyn wasp/test_sample1_vol0 data/waspsyn --as target --unlabeled
+    """
+    from .prepare.real import parse_triple
+    from .prepare.waspsyn import prepare_waspsyn
+
+    result = prepare_waspsyn(root, out_dir, list(volume), as_name, unlabeled,
+                             parse_triple(voxel_size, "--voxel-size"), overwrite)
+    for line in result.lines():
+        typer.echo(line)
+    typer.echo(f"prepared {len(result.volumes)} WASP-SYN volume(s) in {result.out_dir}")
 
 
 @app.command()
@@ -360,17 +414,94 @@ def _infer_summary(result) -> str:
 
 @app.command()
 @user_errors
+def detect(
+    probabilities: str | None = typer.Argument(
+        None, metavar="PROBABILITIES", help="(2, z, y, x) probability volume, channel 0 pre, "
+        "1 post (masktwins infer output), e.g. pred.zarr/probabilities."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Point table: .csv (kind,id,pre_id,z,y,x) or .h5 (WASP-SYN "
+        "'pre' N x 3, 'post' M x 4)."),
+    pre: str | None = typer.Option(None, help="Pre probability volume (z, y, x), with --post."),
+    post: str | None = typer.Option(None, help="Post probability volume (z, y, x), with --pre."),
+    pre_threshold: float = typer.Option(0.75, help="Pre foreground: probability >= this."),
+    post_threshold: float = typer.Option(0.65, help="Post foreground: probability >= this."),
+    min_size: int = typer.Option(1, help="Drop components smaller than this (voxels), both channels."),
+    pre_min_size: int | None = typer.Option(None, help="Minimum pre size (default: --min-size)."),
+    post_min_size: int | None = typer.Option(None, help="Minimum post size (default: --min-size)."),
+    max_link_distance: float | None = typer.Option(
+        None, help="Drop posts farther than this (voxels) from every pre."),
+    block_shape: str | None = typer.Option(
+        None, help="Block Z,Y,X voxels read at a time (default: whole chunks, about 128)."),
+    offset: str | None = typer.Option(
+        None, help="Global offset Z,Y,X (voxels) added to .h5 output (e.g. a crop's offset; "
+        "put it in the file name, ..._<z0>-<z1>_<y0>-<y1>_<x0>-<x1>.h5, so that evaluate "
+        "subtracts it again)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output."),
+) -> None:
+    """Detect synapses: threshold, 26-connected components, centroids, each post -> nearest pre.
+
+    Runs block by block (components crossing block borders are merged exactly). Points are in
+    local voxel coordinates (z, y, x) of the volume, as the WASP-SYN challenge expects.
+    """
+    from .synapse.detect_run import detect_to_file, parse_numbers
+    from .synapse.detection import DetectionSettings
+
+    settings = DetectionSettings(
+        pre_threshold, post_threshold, min_size if pre_min_size is None else pre_min_size,
+        min_size if post_min_size is None else post_min_size, max_link_distance)
+    run = detect_to_file(probabilities, output, settings, pre, post,
+                         parse_numbers(block_shape, "--block-shape", True),
+                         parse_numbers(offset, "--offset", False), overwrite)
+    typer.echo(run.summary())
+
+
+@app.command()
+@user_errors
 def evaluate(
-    prediction: str = typer.Argument(..., help="Probability volume URI (masktwins infer output)."),
-    ground_truth: str = typer.Argument(..., help="Label volume URI."),
-    threshold: float = typer.Option(0.5, help="Binarisation threshold."),
-    mode: str = typer.Option("per_slice", help="per_slice (mean over z-slices, the paper's) or volume."),
+    prediction: str = typer.Argument(
+        ..., help="Probability volume URI (masktwins infer output); --task synapse: predicted "
+        "point table (.csv, or WASP-SYN .h5)."),
+    ground_truth: str = typer.Argument(
+        ..., help="Label volume URI; --task synapse: true point table (.csv or WASP-SYN .h5)."),
+    task: str = typer.Option(
+        "mito", help="mito (segmentation: IoU, F1, MCC, mAP) or synapse (WASP-SYN point scores)."),
+    threshold: float = typer.Option(0.5, help="Binarisation threshold (mito)."),
+    mode: str = typer.Option(
+        "per_slice", help="per_slice (mean over z-slices, the paper's) or volume (mito)."),
+    pair: list[str] = typer.Option(
+        [], "--pair", metavar="PRED,TRUTH", help="--task synapse: one more volume's point tables "
+        "(repeatable); scores are averaged over volumes."),
+    pre_radius: float = typer.Option(11.0, help="--task synapse: pre match radius (voxels)."),
+    post_radius: float = typer.Option(6.5, help="--task synapse: post match radius (voxels)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the scores to this JSON file."),
-    overlay: Path | None = typer.Option(None, help="Write PNG overlays here (FN red, FP green)."),
+    overlay: Path | None = typer.Option(
+        None, help="Write PNG overlays here (FN red, FP green, TP blue; synapse: pre filled, "
+        "post hollow markers)."),
     raw: str | None = typer.Option(None, help="Image volume for --overlay."),
 ) -> None:
-    """Score a prediction: IoU, F1, MCC at the threshold and average precision (mAP)."""
+    """Score a prediction: IoU, F1, MCC at the threshold and average precision (mAP).
+
+    With --task synapse: F1_pre, F1_post and score = (F1_pre + F1_post) / 2 with the WASP-SYN
+    rules (Hungarian matching, radii 11 and 6.5 voxels), averaged over volumes. A WASP-SYN .h5
+    table whose name holds a crop offset (syns_zyx_<z0>-<z1>_...) is shifted by it, as the
+    challenge does for its ground truth; other tables hold local voxel coordinates.
+    """
     from .config.recipe import write_text_atomic
+
+    if task == "synapse":
+        from .evaluation.synapse_run import evaluate_synapses
+        from .progress import print_synapse_scores
+
+        pairs = [(prediction, ground_truth)] + [_split_pair(text) for text in pair]
+        result = evaluate_synapses(pairs, pre_radius, post_radius, overlay, raw)
+        print_synapse_scores(result)
+        if json_out is not None:
+            write_text_atomic(json_out, json.dumps(result.as_dict(), indent=2, allow_nan=False) + "\n")
+        return
+    if task not in ("mito", "segmentation"):
+        raise MaskTwinsError(f"--task {task!r}: expected mito (segmentation) or synapse")
+    if pair:
+        raise MaskTwinsError("--pair is for --task synapse (point tables)")
     from .evaluation.run import evaluate as run_evaluation
     from .progress import print_scores
 
@@ -380,6 +511,14 @@ def evaluate(
     print_scores(result)
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(result.as_dict(), indent=2, allow_nan=False) + "\n")
+
+
+def _split_pair(text: str) -> tuple[str, str]:
+    """``--pair pred.csv,truth.h5`` -> (prediction, truth)."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip() for p in parts):
+        raise MaskTwinsError(f"--pair {text!r}: expected PRED,TRUTH (two point tables)")
+    return parts[0].strip(), parts[1].strip()
 
 
 @app.command()

@@ -94,6 +94,29 @@ def print_scores(result) -> None:
     Console().print(table)
 
 
+def print_synapse_scores(result) -> None:
+    """The WASP-SYN scores: one row per volume, then the mean over volumes."""
+    first = result.volumes[0].scores
+    table = Table(title=f"Synapse detection (WASP-SYN rules, radii pre {first.pre_radius:g}, "
+                        f"post {first.post_radius:g} voxels)")
+    table.add_column("prediction vs truth")
+    for column in ("F1_pre", "F1_post", "score", "pre TP/FP/FN", "post TP/FP/FN"):
+        table.add_column(column, justify="right")
+    for volume in result.volumes:
+        s = volume.scores
+        table.add_row(f"{volume.prediction} vs {volume.ground_truth}", f"{s.f1_pre:.4f}",
+                      f"{s.f1_post:.4f}", f"{s.score:.4f}", f"{s.tp_pre}/{s.fp_pre}/{s.fn_pre}",
+                      f"{s.tp_post}/{s.fp_post}/{s.fn_post}")
+    if len(result.volumes) > 1:
+        m = result.mean
+        table.add_row(f"mean of {m.n_volumes} volumes", f"{m.f1_pre:.4f}", f"{m.f1_post:.4f}",
+                      f"{m.score:.4f}", "", "")
+    console = Console()
+    (console if console.is_terminal else Console(width=160)).print(table)  # logs: keep paths whole
+    for path in result.overlays:
+        print(f"overlay: {path}")
+
+
 def print_demo_table(result) -> None:
     """The demo's comparison: one row per method, mean and spread over seeds."""
     table = Table(title=f"Synthetic mitochondria, target test volume ({result.dims}-D, "

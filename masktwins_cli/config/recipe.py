@@ -188,6 +188,36 @@ def check_consistency(recipe: Recipe) -> None:
         raise MaskTwinsError("recipe keys 'data.val_raw' and 'data.val_labels' must be given together")
     if recipe.method.mask_mode == "single" and recipe.method.num_views != 2:
         raise MaskTwinsError("recipe key 'method.num_views' must stay 2 with method.mask_mode = 'single'")
+    check_task(recipe)
+
+
+def check_task(recipe: Recipe) -> None:
+    """Rules of ``model.task``: synapse detection is 3-D, two sigmoid channels, point labels."""
+    d, m, method = recipe.data, recipe.model, recipe.method
+    if m.task == "segmentation":
+        if d.source_points:
+            raise MaskTwinsError(f"recipe key 'data.source_points' = {d.source_points!r}: point "
+                                 "tables are for model.task = 'synapse' (segmentation uses "
+                                 "data.source_labels)")
+        return
+    rules = [
+        (m.spatial_dims != 3, "model.spatial_dims", m.spatial_dims, "synapse detection is 3-D: set 3"),
+        (m.num_classes != 2, "model.num_classes", m.num_classes,
+         "synapse detection has 2 sigmoid channels (pre, post): set 2"),
+        (d.cube_size % 2 == 0, "data.cube_size", d.cube_size,
+         "cube targets are centred on their point's voxel: use an odd size"),
+        (bool(d.source_labels), "data.source_labels", d.source_labels,
+         "model.task = 'synapse' takes point labels: use data.source_points"),
+        (bool(method.class_weights), "method.class_weights", list(method.class_weights),
+         "softmax class weights do not apply to synapse (see method.bce_weighting)"),
+        (method.confidence != "threshold", "method.confidence", method.confidence,
+         "synapse pseudo-labels use per-channel thresholds (method.synapse_thresholds)"),
+        (bool(d.val_raw), "data.val_raw", d.val_raw,
+         "validation during training is for segmentation; score synapse runs after training"),
+    ]
+    for bad, key, value, why in rules:
+        if bad:
+            raise MaskTwinsError(f"recipe key '{key}' = {value!r}: {why} (model.task = 'synapse')")
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

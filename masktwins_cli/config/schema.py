@@ -25,7 +25,13 @@ class DataSection:
 
     root: str = doc("folder the other data paths are relative to (relative to the working dir)", ".")
     source_raw: str = doc("labeled source-domain image volume URI (x.zarr/raw, f.h5:/raw, f.tif)", "")
-    source_labels: str = doc("source-domain label volume URI (class index per voxel)", "")
+    source_labels: str = doc("source-domain label volume URI (class index per voxel); "
+                             "model.task = segmentation", "")
+    source_points: str = doc("source-domain synapse point table (.csv of masktwins_cli.synapse.points, "
+                             "or WASP-SYN .h5), made into cube targets; model.task = synapse", "")
+    cube_size: int = doc("edge in voxels of the (pre, post) cube target drawn around each synapse "
+                         "point (odd; 3 = the 27 voxels around it); model.task = synapse", 3,
+                         min=1, max=31)
     target_raw: str = doc("unlabeled target-domain image volume URI (empty: no adaptation data)", "")
     val_raw: str = doc("labeled target validation image URI, optional (empty: no validation)", "")
     val_labels: str = doc("labels of the validation volume, optional", "")
@@ -43,14 +49,19 @@ class DataSection:
 
 @dataclass(frozen=True)
 class ModelSection:
-    """The segmentation network."""
+    """The network and its task (segmentation or synapse detection)."""
 
-    name: str = doc("network from the registry", "unet", choices=("unet",))
+    task: str = doc("segmentation (softmax classes, labels volume) or synapse (2 sigmoid channels "
+                    "pre/post, point-table labels as cube targets)", "segmentation",
+                    choices=("segmentation", "synapse"))
+    name: str = doc("network from the registry: unet (five-stage U-Net) or resunet (isotropic "
+                    "residual U-Net, the synapse network)", "unet", choices=("unet", "resunet"))
     spatial_dims: int = doc("2 (slice by slice) or 3 (volumetric)", 2, choices=(2, 3))
     in_channels: int = doc("input channels (single-channel EM)", 1, choices=(1,))
-    num_classes: int = doc("output classes (softmax); 2 = background / mitochondria", 2, min=2, max=255)
-    features: tuple = doc("channels of the five U-Net stages", (16, 32, 64, 128, 256), length=(5,), min=1,
-                   integer=True)
+    num_classes: int = doc("output classes (softmax); 2 = background / mitochondria; "
+                           "synapse: the 2 sigmoid channels (pre, post)", 2, min=2, max=255)
+    features: tuple = doc("channels of the five U-Net stages (resunet: residual stages)",
+                          (16, 32, 64, 128, 256), length=(5,), min=1, integer=True)
     norm: str = doc("normalisation layer", "instance", choices=("instance", "batch"))
     pool: tuple = doc("3D only: pooling kernel per down step, e.g. [[1,2,2],[1,2,2],[2,2,2],[2,2,2]] "
                       "for anisotropic data; empty = 2 on every axis", (), length=(0, 4), min=1,
@@ -71,11 +82,12 @@ class MethodSection:
                             (32, 32), length=(2, 3), min=1, integer=True)
     num_views: int = doc("[K] complementary views (Theorem 7: each block visible in exactly one)", 2,
                          min=2, max=16)
-    lambda_cl: float = doc("[lambda] weight of CE(p_D) against (1 - lambda) for CE(p_1-D); "
-                           "K > 2 views are weighted 1/K", 0.5, min=0.0, max=1.0)
+    lambda_cl: float = doc("[lambda] weight of CE(p_D) against (1 - lambda) for CE(p_1-D) (weighted "
+                           "BCE for synapse); K > 2 views are weighted 1/K", 0.5, min=0.0, max=1.0)
     lambda_cm: float = doc("[lambda_cm] weight of the twin consistency loss", 0.01, min=0.0)
     consistency_on: str = doc("L_cm as mean squared error on logits (authors' code) or on "
-                              "softmax probabilities", "logits", choices=("logits", "probabilities"))
+                              "probabilities (softmax; sigmoid for synapse)", "logits",
+                              choices=("logits", "probabilities"))
     ema: bool = doc("EMA teacher makes the pseudo-labels (false = the student labels itself)", True)
     ema_alpha: float = doc("[alpha] EMA decay; warm-up alpha_t = min(1 - 1/(t+1), alpha)", 0.999,
                            min=0.0, lt=1.0)
@@ -83,12 +95,20 @@ class MethodSection:
                           "DAFormer quality weight (fraction of pixels above tau)", "threshold",
                           choices=("threshold", "quality"))
     confidence_threshold: float = doc("[delta] pixels whose teacher confidence is below it are "
-                                      "ignored", 0.7, min=0.0, lt=1.0)
+                                      "ignored (segmentation)", 0.7, min=0.0, lt=1.0)
+    synapse_thresholds: tuple = doc("[delta_pre, delta_post] synapse pseudo-labels per channel: teacher "
+                                    "sigmoid p >= delta -> 1, p <= 1 - delta -> 0, in between ignored",
+                                    (0.75, 0.65), length=(2,), min=0.5, lt=1.0)
+    bce_weighting: str = doc("synapse BCE voxel weights: rebalance (AdaSyn: per channel and batch, "
+                             "foreground fraction f clipped to [0.05, 0.95], the rarer class weighted "
+                             "max(f, 1-f) / min(f, 1-f), the other 1) or none", "rebalance",
+                             choices=("rebalance", "none"))
     quality_tau: float = doc("[tau] confidence above which a pixel counts for the quality weight",
                              0.968, gt=0.0, lt=1.0)
     adain: bool = doc("AdaIN: re-style source features with target statistics in shallow stages", True)
     adain_stages: int = doc("number of shallow encoder stages AdaIN acts on", 2, min=1, max=4)
-    class_weights: tuple = doc("cross-entropy class weights for L_sup (empty = unweighted)", (),
+    class_weights: tuple = doc("cross-entropy class weights for L_sup (empty = unweighted; "
+                               "segmentation only)", (),
                                gt=0.0)
 
 

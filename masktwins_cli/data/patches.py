@@ -4,6 +4,10 @@ Volumes are (z, y, x) (a 2-D image counts as one slice). A 2-D model gets (y, x)
 random slice; a 3-D model gets (z, y, x) crops. Small volumes are held in memory; larger ones are
 read crop by crop through the volume interface. All randomness comes from the
 ``numpy.random.Generator`` passed to :meth:`PatchSampler.sample`.
+
+Labels are either a class-index volume (z, y, x) (segmentation) or channel-first 0/1 targets
+(C, z, y, x) held in memory (synapse cube targets, ``channel_targets=True``); the sampler crops,
+flips and turns them together with the image.
 """
 
 from __future__ import annotations
@@ -40,22 +44,29 @@ class VolumeCrops:
     Args:
         raw: image volume (numpy array or masktwins Volume), (z, y, x) or (y, x).
         stats: normalisation statistics of ``raw``.
-        labels: label volume of the same shape, or None.
+        labels: label volume of the same shape, or None; with ``channel_targets`` a numpy array
+            (C, z, y, x) of 0/1 targets for a (z, y, x) image.
         num_classes: for checking the labels.
         names: (raw name, label name) for error messages.
+        channel_targets: labels are channel-first 0/1 targets (crops come back float32).
     """
 
     def __init__(self, raw, stats: IntensityStats, labels=None, num_classes: int = 2,
-                 names: tuple[str, str] = ("raw", "labels")):
+                 names: tuple[str, str] = ("raw", "labels"), channel_targets: bool = False):
         self.names = names
         self.stats = stats
         self.num_classes = num_classes
-        if labels is not None and tuple(labels.shape) != tuple(raw.shape):
-            raise MaskTwinsError(f"{names[1]}: shape {tuple(labels.shape)} differs from the image "
+        self.channel_targets = channel_targets and labels is not None
+        spatial = None if labels is None else tuple(labels.shape)[1 if self.channel_targets else 0:]
+        if labels is not None and spatial != tuple(raw.shape):
+            raise MaskTwinsError(f"{names[1]}: shape {spatial} differs from the image "
                                  f"{names[0]} {tuple(raw.shape)}")
         self.raw = self._cache(raw)
-        self.labels = None if labels is None else self._cache(labels)
-        if isinstance(self.labels, np.ndarray):
+        if self.channel_targets:
+            self.labels = np.asarray(labels)
+        else:
+            self.labels = None if labels is None else self._cache(labels)
+        if isinstance(self.labels, np.ndarray) and not self.channel_targets:
             check_labels(self.labels, num_classes, names[1])
         self.shape = (1, *raw.shape) if len(raw.shape) == 2 else tuple(raw.shape)
 
@@ -72,7 +83,8 @@ class VolumeCrops:
         return np.asarray(volume[box[1:]])[None]
 
     def crop(self, start: Sequence[int], size: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Normalised image crop (float32) and label crop (int64 or None), both of ``size`` (z,y,x)."""
+        """Normalised image crop (float32) and label crop (int64, or float32 (C, *size) channel
+        targets, or None), both of ``size`` (z, y, x)."""
         box = tuple(slice(s, s + n) for s, n in zip(start, size))
         image = self._read(self.raw, box)
         if not np.all(np.isfinite(image)):
@@ -80,6 +92,8 @@ class VolumeCrops:
         image = normalize(image, self.stats)
         if self.labels is None:
             return image, None
+        if self.channel_targets:
+            return image, self.labels[(slice(None), *box)].astype(np.float32)
         labels = self._read(self.labels, box)
         if not isinstance(self.labels, np.ndarray):
             check_labels(labels, self.num_classes, self.names[1])
@@ -103,13 +117,14 @@ def augment_pair(image: np.ndarray, labels: np.ndarray | None, spatial_dims: int
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
     """Random flips on every spatial axis and a random 90-degree turn in the (y, x) plane.
 
-    ``image`` and ``labels`` have the crop's spatial shape ((y, x) or (z, y, x)).
+    ``image`` has the crop's spatial shape ((y, x) or (z, y, x)); ``labels`` the same, or
+    leading channels (C, *spatial) (axes are counted from the end).
     """
     axes = list(range(image.ndim))
     for axis in axes:
         if rng.random() < 0.5:
             image = np.flip(image, axis)
-            labels = None if labels is None else np.flip(labels, axis)
+            labels = None if labels is None else np.flip(labels, axis - image.ndim)
     if image.shape[-1] == image.shape[-2]:
         turns = int(rng.integers(4))
         image = np.rot90(image, turns, axes=(-2, -1))
@@ -126,6 +141,8 @@ def foreground_voxels(crops: VolumeCrops, max_voxels: int = 4_000_000) -> np.nda
     """
     if crops.labels is None:
         return np.zeros((0, 3), np.int64)
+    if crops.channel_targets:
+        return np.argwhere(crops.labels.max(axis=0) > 0).astype(np.int64)
     if isinstance(crops.labels, np.ndarray):
         return np.argwhere(crops.labels > 0).astype(np.int64)
     shape = crops.shape
@@ -148,7 +165,8 @@ def start_around(voxel: Sequence[int], size: Sequence[int], shape: Sequence[int]
 class PatchSampler:
     """Draw batches of random crops from one :class:`VolumeCrops`.
 
-    ``sample`` returns images (B, 1, *patch) float32 and labels (B, *patch) int64 (or None).
+    ``sample`` returns images (B, 1, *patch) float32 and labels (B, *patch) int64, or
+    (B, C, *patch) float32 for channel targets (or None).
     ``foreground_oversample`` is the probability that a crop is placed around a random labeled
     foreground voxel instead of uniformly (nnU-Net's oversampling, for rare classes); with 0 no
     extra random numbers are drawn.
@@ -191,4 +209,5 @@ class PatchSampler:
         images = np.stack([p[0] for p in pairs])[:, None].astype(np.float32)
         if pairs[0][1] is None:
             return images, None
-        return images, np.stack([p[1] for p in pairs]).astype(np.int64)
+        dtype = np.float32 if self.crops.channel_targets else np.int64
+        return images, np.stack([p[1] for p in pairs]).astype(dtype)

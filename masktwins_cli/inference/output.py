@@ -1,6 +1,10 @@
 """Where ``infer`` writes: a zarr array filled inside a staging folder next to the output
 container (see :mod:`masktwins_cli.inference.records`) and moved into place only when every block
-is written, so an interrupted run leaves no output that looks complete."""
+is written, so an interrupted run leaves no output that looks complete.
+
+Layout: a segmentation model writes its foreground probability with the input's axes ((z, y, x)
+or (y, x)); a synapse model writes both sigmoid channels channel-first, (2, z, y, x) = (pre,
+post), chunked (1, cz, cy, cx), with the input's voxel size and offset."""
 
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ class OutputTarget:
     container: Path
     dataset: str
     staging_root: Path
+    channels: int = 0
+    """0: one foreground channel with the input's axes; C > 0: C channels first (synapse: 2)."""
 
     @property
     def uri(self) -> str:
@@ -42,8 +48,9 @@ class OutputTarget:
         return (self.container / self.dataset).exists()
 
     @classmethod
-    def prepare(cls, output_uri: str, input_uri: str) -> OutputTarget:
-        """Check the output URI before any work: zarr, and not the input.
+    def prepare(cls, output_uri: str, input_uri: str, channels: int = 0) -> OutputTarget:
+        """Check the output URI before any work: zarr, and not the input. ``channels``: see
+        the ``channels`` field.
 
         The staging folder is a fixed sibling of the container, named after container and
         dataset (``.pred.zarr.probabilities.partial``), so a rerun of the same command finds it.
@@ -54,7 +61,7 @@ class OutputTarget:
                                  "e.g. pred.zarr/probabilities")
         dataset = parsed.dataset or DEFAULT_DATASET
         name = f".{parsed.container.name}.{dataset.replace('/', '.')}{STAGING_SUFFIX}"
-        target = cls(parsed.container, dataset, parsed.container.parent / name)
+        target = cls(parsed.container, dataset, parsed.container.parent / name, int(channels))
         source = parse_uri(input_uri)
         if source.container.resolve() == target.container.resolve() and source.dataset == dataset:
             raise MaskTwinsError(f"output {output_uri} is the input volume; inputs are never modified")
@@ -79,9 +86,17 @@ class OutputTarget:
         """Output chunks: up to 8 x 256 x 256 voxels."""
         return tuple(min(n, c) for n, c in zip(shape_zyx, (8, 256, 256)))
 
+    def layout(self, volume, chunks_zyx: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(shape, chunks) of the output array for an input ``volume``: its stored shape, with
+        ``channels`` leading channels (chunk 1 along them) when ``channels`` > 0."""
+        shape, chunks = tuple(volume.shape), self.stored_chunks(volume, chunks_zyx)
+        if self.channels:
+            return (self.channels, *shape), (1, *chunks)
+        return shape, chunks
+
     def create(self, folder: Path, volume, chunks_zyx: Sequence[int], provenance: dict) -> None:
         """The empty output array in the zarr container ``folder``: float32 probabilities, the
-        input's shape, voxel size and offset.
+        input's shape (see :meth:`layout`), voxel size and offset.
 
         ``provenance`` (checkpoint, input, resolved recipe, fingerprint) is stored in the array's
         attributes under ``masktwins``, so every prediction carries the recipe that made it.
@@ -89,8 +104,8 @@ class OutputTarget:
         from ..io.volumes import create_volume
 
         uri = f"{folder}/{self.dataset}"
-        create_volume(uri, tuple(volume.shape), np.float32, self.stored_chunks(volume, chunks_zyx),
-                      volume.voxel_size, volume.offset)
+        shape, chunks = self.layout(volume, chunks_zyx)
+        create_volume(uri, shape, np.float32, chunks, volume.voxel_size, volume.offset)
         open_zarr_array(parse_uri(uri), writable=True).attrs.update({"masktwins": provenance})
 
     @staticmethod

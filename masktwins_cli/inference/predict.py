@@ -46,6 +46,8 @@ class InferResult:
     made from the same input, checkpoint and settings). Counts are in blocks: ``blocks`` in the
     whole plan, ``predicted`` by this process, ``skipped`` (of this process's share) because
     they were already recorded as done, ``remaining`` in the plan when this process ended.
+    ``shape`` is the input's; ``channels`` > 0 means the output has that many leading channels
+    (synapse: 2, pre and post), 0 the input's shape (foreground probability).
     """
 
     output: str
@@ -58,6 +60,7 @@ class InferResult:
     remaining: int = 0
     state: str = "written"
     shard: tuple[int, int] | None = None
+    channels: int = 0
 
     @property
     def total(self) -> int:
@@ -179,14 +182,18 @@ class BlockPlan:
 
 
 class ZyxView:
-    """Reads and writes a (y, x) or (z, y, x) volume with (z, y, x) boxes."""
+    """Reads and writes a (y, x), (z, y, x) or channel-first (C, z, y, x) volume with (z, y, x)
+    boxes (all channels at once)."""
 
     def __init__(self, volume):
         self.volume = volume
         self.flat = len(volume.shape) == 2
+        self.channels = int(volume.shape[0]) if len(volume.shape) == 4 else 0
 
     def stored(self, box: tuple[slice, ...]) -> tuple[slice, ...]:
         """A (z, y, x) box in the volume's own axes."""
+        if self.channels:
+            return (slice(0, self.channels), *box)
         return box[1:] if self.flat else box
 
     def read(self, box: tuple[slice, ...]) -> np.ndarray:
@@ -197,15 +204,24 @@ class ZyxView:
         self.volume.write(self.stored(box), data[0] if self.flat else data)
 
 
+def output_channels(recipe: Recipe) -> int:
+    """Channels ``infer`` writes: 0 = the foreground probability alone (segmentation), 2 = both
+    sigmoid channels (pre, post) of a synapse model."""
+    return recipe.model.num_classes if recipe.model.task == "synapse" else 0
+
+
 def block_predictor(model, recipe: Recipe, plan: BlockPlan, stats,
                     device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
-    """raw (z, y, x) block -> float32 (C, z, y, x) class probabilities, with the recipe's
-    window, overlap, batch size, blending and autocast."""
+    """raw (z, y, x) block -> float32 output block, with the recipe's window, overlap, batch
+    size, blending and autocast: the foreground probability (z, y, x) (softmax class 1) of a
+    segmentation model, or (C, z, y, x) sigmoid probabilities of a synapse model."""
+    synapse = recipe.model.task == "synapse"
 
     def predict(raw: np.ndarray) -> np.ndarray:
-        return predict_block(model, normalize(raw, stats), recipe.model.spatial_dims, plan.window,
-                             recipe.infer.overlap, recipe.infer.batch_size, recipe.infer.blend,
-                             device, recipe.train.amp)
+        probs = predict_block(model, normalize(raw, stats), recipe.model.spatial_dims, plan.window,
+                              recipe.infer.overlap, recipe.infer.batch_size, recipe.infer.blend,
+                              device, recipe.train.amp, "sigmoid" if synapse else "softmax")
+        return probs if synapse else probs[1]
 
     return predict
 
@@ -216,6 +232,9 @@ def predict_blocks(predict: Callable[[np.ndarray], np.ndarray], plan: BlockPlan,
                    on_written: Callable[[int, tuple[slice, ...]], None] = lambda index, box: None,
                    ) -> tuple[int, int]:
     """Predict blocks ``indices`` (default: all) of the plan from ``source`` into ``sink``.
+
+    ``predict`` maps a raw (z, y, x) block to its output block, (z, y, x) or (C, z, y, x)
+    (:func:`block_predictor`).
 
     A block for which ``is_done(index)`` holds when its turn comes is skipped;
     ``on_written(index, box)`` runs after a block's inner region ``box`` ((z, y, x) voxels) is
@@ -232,9 +251,10 @@ def predict_blocks(predict: Callable[[np.ndarray], np.ndarray], plan: BlockPlan,
         raw = source.read(read)
         if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
             raise MaskTwinsError(f"{name}: NaN or infinite values in the block at voxel {start}")
-        foreground = predict(raw)[1][inner]
-        box = tuple(slice(s, s + n) for s, n in zip(start, foreground.shape))
-        sink.write(box, foreground)
+        output = predict(raw)
+        output = output[(slice(None),) * (output.ndim - 3) + inner]
+        box = tuple(slice(s, s + n) for s, n in zip(start, output.shape[-3:]))
+        sink.write(box, output)
         on_written(index, box)
         predicted += 1
         log.debug("block %d at %s predicted", index, start)
@@ -254,7 +274,8 @@ def run_manifest(checkpoint: str | Path, weights: str, recipe: Recipe, volume, o
         "weights": weights,
         "infer": recipe_to_dict(recipe)["infer"],
         "amp": recipe.train.amp,
-        "output": {"uri": _absolute_uri(output_uri), "dtype": "float32"},
+        "output": {"uri": _absolute_uri(output_uri), "dtype": "float32",
+                   **({"channels": output_channels(recipe)} if output_channels(recipe) else {})},
         "plan": plan.as_dict(),
     }
     return make_manifest(work, {"checkpoint": str(Path(checkpoint).resolve()), "created": time.time()})
@@ -297,7 +318,7 @@ class InferSetup:
         if recipe.model.spatial_dims == 3 and len(volume.shape) == 2:
             raise MaskTwinsError(f"{input_uri}: a 2-D image, but checkpoint {checkpoint} holds a "
                                  "3-D model; give a (z, y, x) volume")
-        target = OutputTarget.prepare(output_uri, input_uri)
+        target = OutputTarget.prepare(output_uri, input_uri, output_channels(recipe))
         stats = intensity_stats(strided_sample(volume), recipe.data.normalization, str(input_uri))
         plan = BlockPlan.for_volume(recipe, volume.shape)
         manifest = run_manifest(checkpoint, weights, recipe, volume, target.uri, stats, plan)
@@ -333,7 +354,8 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
                  overrides: Sequence[str] = (), weights: str = "student", device: str = "auto",
                  overwrite: bool = False, shard: tuple[int, int] | None = None,
                  restart: bool = False) -> InferResult:
-    """Predict the foreground probability of ``input_uri`` into ``output_uri`` (zarr).
+    """Predict the foreground probability of ``input_uri`` into ``output_uri`` (zarr); a synapse
+    checkpoint writes both sigmoid channels, (2, z, y, x) = (pre, post) (see :mod:`.output`).
 
     Resumes from the blocks a killed or failed run with the same manifest recorded (``restart``
     discards them); ``shard`` = (i, N), 1-based, predicts only every N-th block from the
@@ -348,7 +370,7 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
     plan, target = setup.plan, setup.target
     share = shard_indices(plan.count, shard)
     result = InferResult(target.uri, tuple(setup.volume.shape), plan.count, 0.0, device,
-                         shard=shard)
+                         shard=shard, channels=target.channels)
     if setup.up_to_date(overwrite):
         return replace(result, skipped=len(share), state="up-to-date",
                        seconds=time.perf_counter() - started)
@@ -372,8 +394,8 @@ def staging_sink(plan: BlockPlan, volume, staging: Staging, target: OutputTarget
     from ..io.volumes import create_volume
 
     uri = staging.array_uri(target.dataset)
-    writer = create_volume(uri, tuple(volume.shape), np.float32,
-                           OutputTarget.stored_chunks(volume, plan.chunks), volume.voxel_size,
+    shape, chunks = target.layout(volume, plan.chunks)
+    writer = create_volume(uri, shape, np.float32, chunks, volume.voxel_size,
                            volume.offset)  # reopens the staging array
     sink, flush = ZyxView(writer), chunk_flusher(uri)
 

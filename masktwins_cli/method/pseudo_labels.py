@@ -36,3 +36,25 @@ def pseudo_labels(teacher_logits: torch.Tensor, confidence: str, threshold: floa
         quality = (top >= tau).float().mean()
         return labels, torch.full_like(top, 1.0) * quality, quality
     raise ValueError(f"unknown confidence mode {confidence!r}")
+
+
+def sigmoid_pseudo_labels(teacher_logits: torch.Tensor, thresholds,
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-channel hard labels and ignore mask for independent sigmoid channels.
+
+    Args:
+        teacher_logits: (B, C, *spatial) raw scores, one independent channel each.
+        thresholds: C numbers delta_c in [0.5, 1): p >= delta_c -> 1, p <= 1 - delta_c -> 0,
+            otherwise ignored (valid 0). delta_c = 0.5 labels every voxel.
+
+    Returns:
+        labels (B, C, *spatial) float32 0/1, valid (B, C, *spatial) float32 0/1, and the
+        confident fraction per channel, (C,) float32 (share of valid voxels).
+    """
+    probs = torch.sigmoid(teacher_logits.float())
+    shape = (1, probs.shape[1]) + (1,) * (probs.ndim - 2)
+    delta = torch.as_tensor(list(thresholds), dtype=probs.dtype, device=probs.device).reshape(shape)
+    positive = probs >= delta
+    valid = positive | (probs <= 1.0 - delta)
+    dims = [0, *range(2, probs.ndim)]
+    return positive.float(), valid.float(), valid.float().mean(dim=dims)

@@ -20,7 +20,7 @@ from ..errors import MaskTwinsError
 from ..io.volumes import write_volume
 
 VOLUMES = ("source", "target_train", "target_test")
-TASKS = ("mito",)
+TASKS = ("mito", "synapse")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class PreparedDataset:
     volumes: dict[str, str]
     shapes: dict[str, tuple[int, ...]]
     foreground: dict[str, float]
+    points: dict[str, dict[str, int]] | None = None  # synapse task: pre/post counts per volume
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -55,11 +56,17 @@ def chunks_for(shape: tuple[int, ...], dims: int) -> tuple[int, ...]:
 def prepare_synthetic(out_dir: str | Path, task: str = "mito", dims: int = 2, seed: int = 0,
                       shape: tuple[int, int, int] | None = None,
                       overwrite: bool = False) -> PreparedDataset:
-    """Generate a source/target pair and write it under ``out_dir``."""
+    """Generate a source/target pair and write it under ``out_dir``.
+
+    task ``mito``: volumes with mitochondria labels (layout above); ``synapse``: 3-D volumes with
+    point tables instead of labels (:mod:`.synthetic_synapses`; ``dims`` is not used).
+    """
     from ..synthetic import generate_mito_pair
 
     if task not in TASKS:
         raise MaskTwinsError(f"--task {task!r}: supported synthetic tasks are {', '.join(TASKS)}")
+    if task == "synapse":
+        return _prepare_synapses(Path(out_dir), seed, shape, overwrite)
     out = Path(out_dir)
     existing = [name for name in VOLUMES if (out / f"{name}.zarr").exists()]
     if existing and not overwrite:
@@ -82,3 +89,13 @@ def prepare_synthetic(out_dir: str | Path, task: str = "mito", dims: int = 2, se
             "foreground_fraction": foreground, "styles": pair.styles}
     write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2, default=str) + "\n")
     return PreparedDataset(out, uris, shapes, foreground)
+
+
+def _prepare_synapses(out: Path, seed: int, shape: tuple[int, int, int] | None,
+                      overwrite: bool) -> PreparedDataset:
+    """``--task synapse``: the synthetic synapse pair (raw volumes + point tables)."""
+    from .synthetic_synapses import write_synapse_pair
+
+    meta = write_synapse_pair(out, seed=seed, shape=shape, overwrite=overwrite)
+    shapes = {name: tuple(shape) for name, shape in meta["shapes"].items()}
+    return PreparedDataset(out, meta["volumes"], shapes, {}, meta["points"])

@@ -1,4 +1,9 @@
-"""Open the recipe's training volumes as patch samplers."""
+"""Open the recipe's training volumes as patch samplers.
+
+Segmentation: the source labels are a class-index volume. Synapse detection
+(``model.task = synapse``): the source labels are a point table (``data.source_points``), turned
+once into (pre, post) cube targets of ``data.cube_size`` held in memory as uint8 (2, z, y, x).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from ..data.normalization import intensity_stats, strided_sample
 from ..data.patches import PatchSampler, VolumeCrops
 from ..errors import MaskTwinsError
 from ..io.volumes import open_volume
+from ..synapse.cubes import points_to_cubes
+from ..synapse.points import read_points
 
 
 @dataclass
@@ -29,15 +36,39 @@ def open_image(recipe: Recipe, uri: str, key: str):
     return volume, intensity_stats(strided_sample(volume), recipe.data.normalization, path)
 
 
-def open_training_data(recipe: Recipe) -> TrainingData:
-    """Samplers for the source (image + labels) and, when adapting, the target image."""
+def cube_targets(recipe: Recipe, shape) -> tuple:
+    """The source point table as uint8 (2, z, y, x) cube targets for a volume of ``shape``
+    (z, y, x); MaskTwinsError naming the key or the file (and row) when it is missing or bad."""
+    d = recipe.data
+    if not d.source_points:
+        raise MaskTwinsError("recipe key 'data.source_points' is empty: model.task = 'synapse' "
+                             "trains on a point table (.csv or WASP-SYN .h5)")
+    path = resolve_data_path(recipe, d.source_points)
+    if len(shape) != 3:
+        raise MaskTwinsError(f"recipe key 'data.source_raw': synapse training needs a 3-D volume, "
+                             f"got shape {tuple(shape)}")
+    points = read_points(path, shape)
+    return points_to_cubes(points, shape, d.cube_size, source=path), path
+
+
+def source_crops(recipe: Recipe) -> VolumeCrops:
+    """The labeled source volume: image with class labels or with synapse cube targets."""
     d, m = recipe.data, recipe.model
     raw, stats = open_image(recipe, d.source_raw, "data.source_raw")
+    if m.task == "synapse":
+        targets, path = cube_targets(recipe, tuple(raw.shape))
+        return VolumeCrops(raw, stats, targets, m.num_classes, (raw.uri, path), channel_targets=True)
     if not d.source_labels:
         raise MaskTwinsError("recipe key 'data.source_labels' is empty: training needs labels")
     labels_path = resolve_data_path(recipe, d.source_labels)
     labels = open_volume(labels_path, ndim=(2, 3))
-    crops = VolumeCrops(raw, stats, labels, m.num_classes, (raw.uri, labels_path))
+    return VolumeCrops(raw, stats, labels, m.num_classes, (raw.uri, labels_path))
+
+
+def open_training_data(recipe: Recipe) -> TrainingData:
+    """Samplers for the source (image + labels) and, when adapting, the target image."""
+    d, m = recipe.data, recipe.model
+    crops = source_crops(recipe)
     source = PatchSampler(crops, d.patch_size, m.spatial_dims, d.augment, d.intensity_augment,
                           d.foreground_oversample)
     if not recipe.method.adapt:

@@ -119,7 +119,8 @@ class Run:
         labeler = self.teacher if self.teacher is not None else self.model
         with autocast_for(self.device, r.train.amp):
             return masktwins_losses(self.model, labeler, batch, r.method, self.state.mask_generator,
-                                    weights, batched_views=r.model.norm == "instance")
+                                    weights, batched_views=r.model.norm == "instance",
+                                    task=r.model.task)
 
     def after_step(self, step: int) -> None:
         if self.teacher is not None:

@@ -4,28 +4,84 @@ For an unlabeled target batch x: the teacher (EMA, or the student itself) predic
 on the unmasked x; masks D (and 1 - D, or K views) make the twins; the student predicts each
 view; the loss is L_sup + L_cl + lambda_cm * L_cm. With AdaIN, the teacher pass also records the
 target's shallow feature statistics and the source pass is re-styled with them.
+
+The task picks the objective, not the structure: ``segmentation`` uses softmax classes
+(cross-entropy, top-class pseudo-labels with delta); ``synapse`` uses independent sigmoid
+channels (weighted BCE, per-channel pseudo-labels with delta_pre / delta_post).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..method.adain import AdaINStyler, StatisticsRecorder
-from ..method.losses import consistency_loss, supervised_loss, twin_cross_entropy
+from ..method.losses import (
+    consistency_loss,
+    supervised_loss,
+    twin_cross_entropy,
+    twin_weighted_bce,
+    weighted_bce,
+)
 from ..method.masking import masked_views, view_masks
-from ..method.pseudo_labels import pseudo_labels
+from ..method.pseudo_labels import pseudo_labels, sigmoid_pseudo_labels
+
+SYNAPSE_CHANNELS = ("pre", "post")
 
 
 @dataclass
 class Batch:
-    """One iteration's tensors: source images (B, 1, *sp), labels (B, *sp) int64, target (Bt, 1, *sp)."""
+    """One iteration's tensors: source images (B, 1, *sp), labels (B, *sp) int64 (segmentation)
+    or (B, 2, *sp) float32 0/1 cube targets (synapse), target (Bt, 1, *sp)."""
 
     source: torch.Tensor
     source_labels: torch.Tensor
     target: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The task-specific maths of one iteration.
+
+    - ``supervised(logits, labels)``: L_sup.
+    - ``pseudo(teacher_logits)``: (labels, weights, extra log terms incl. confident_fraction).
+    - ``twin(view_logits, labels, weights)``: L_cl.
+    - ``activation``: softmax or sigmoid, for L_cm on probabilities.
+    """
+
+    supervised: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    pseudo: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict]]
+    twin: Callable[[list, torch.Tensor, torch.Tensor], torch.Tensor]
+    activation: str
+
+
+def objective_for(task: str, method, class_weights: torch.Tensor | None = None) -> Objective:
+    """Softmax segmentation (CE, delta) or sigmoid synapse detection (weighted BCE, per-channel
+    thresholds) from the recipe's ``[method]`` section."""
+    if task == "synapse":
+        rebalance = method.bce_weighting == "rebalance"
+
+        def synapse_pseudo(logits):
+            labels, valid, fractions = sigmoid_pseudo_labels(logits, method.synapse_thresholds)
+            extra = {f"confident_{name}": f for name, f in zip(SYNAPSE_CHANNELS, fractions)}
+            return labels, valid, {"confident_fraction": fractions.mean(), **extra}
+
+        return Objective(lambda lg, y: weighted_bce(lg, y, None, rebalance), synapse_pseudo,
+                         lambda views, y, w: twin_weighted_bce(views, y, w, method.lambda_cl, rebalance),
+                         "sigmoid")
+    if task != "segmentation":
+        raise ValueError(f"unknown task {task!r}; expected segmentation or synapse")
+
+    def softmax_pseudo(logits):
+        labels, weights, confident = pseudo_labels(logits, method.confidence,
+                                                   method.confidence_threshold, method.quality_tau)
+        return labels, weights, {"confident_fraction": confident}
+
+    return Objective(lambda lg, y: supervised_loss(lg, y, class_weights), softmax_pseudo,
+                     lambda views, y, w: twin_cross_entropy(views, y, w, method.lambda_cl), "softmax")
 
 
 def student_views(student: nn.Module, views: list[torch.Tensor], batched: bool) -> list[torch.Tensor]:
@@ -37,7 +93,7 @@ def student_views(student: nn.Module, views: list[torch.Tensor], batched: bool) 
 
 def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, method,
                      generator: torch.Generator, class_weights: torch.Tensor | None = None,
-                     batched_views: bool = True) -> dict[str, torch.Tensor]:
+                     batched_views: bool = True, task: str = "segmentation") -> dict[str, torch.Tensor]:
     """All loss terms of one iteration (0-d tensors); ``loss`` is the total to minimise.
 
     Args:
@@ -46,28 +102,29 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
         batch: source images/labels and target images.
         method: the recipe's ``[method]`` section.
         generator: draws the block masks.
-        class_weights: optional (C,) weights of L_sup.
+        class_weights: optional (C,) weights of L_sup (segmentation).
         batched_views: predict all views in one forward (instance norm makes this exact).
+        task: ``segmentation`` or ``synapse`` (see :func:`objective_for`).
 
-    Returns keys: loss, loss_sup, and when adapting loss_cl, loss_cm, confident_fraction.
+    Returns keys: loss, loss_sup, and when adapting loss_cl, loss_cm, confident_fraction (for
+    synapse also confident_pre, confident_post).
     """
+    objective = objective_for(task, method, class_weights)
     if not method.adapt or batch.target is None:
-        loss_sup = supervised_loss(student(batch.source), batch.source_labels, class_weights)
+        loss_sup = objective.supervised(student(batch.source), batch.source_labels)
         return {"loss": loss_sup, "loss_sup": loss_sup.detach()}
     recorder = StatisticsRecorder(method.adain_stages if method.adain else 0)
     with torch.no_grad():
         teacher_logits = labeler(batch.target, stage_hook=recorder if method.adain else None)
-    labels, weights, confident = pseudo_labels(teacher_logits, method.confidence,
-                                               method.confidence_threshold, method.quality_tau)
+    labels, weights, extra = objective.pseudo(teacher_logits)
     styler = AdaINStyler(recorder.statistics) if method.adain else None
-    loss_sup = supervised_loss(student(batch.source, stage_hook=styler), batch.source_labels,
-                               class_weights)
+    loss_sup = objective.supervised(student(batch.source, stage_hook=styler), batch.source_labels)
     spatial = tuple(batch.target.shape[2:])
     masks = view_masks(method.mask_mode, batch.target.shape[0], spatial, method.block_size,
                        method.mask_ratio, method.num_views, generator)
     view_logits = student_views(student, masked_views(batch.target, masks), batched_views)
-    loss_cl = twin_cross_entropy(view_logits, labels, weights, method.lambda_cl)
-    loss_cm = consistency_loss(view_logits, method.consistency_on)
+    loss_cl = objective.twin(view_logits, labels, weights)
+    loss_cm = consistency_loss(view_logits, method.consistency_on, objective.activation)
     total = loss_sup + loss_cl + method.lambda_cm * loss_cm
     return {"loss": total, "loss_sup": loss_sup.detach(), "loss_cl": loss_cl.detach(),
-            "loss_cm": loss_cm.detach(), "confident_fraction": confident.detach()}
+            "loss_cm": loss_cm.detach(), **{k: v.detach() for k, v in extra.items()}}
