@@ -7,6 +7,7 @@ points with the cube targets, written as the 4-D zarr that ``infer`` writes for 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,3 +214,29 @@ def test_evaluate_synapse_option_errors(tmp_path):
     assert_user_error(invoke("evaluate", "--task", "bogus", pred, truth), "bogus")
     assert_user_error(invoke("evaluate", pred, truth, "--pair", f"{pred},{truth}"), "--task synapse")
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ the whole synapse pipeline
+def test_waspsyn_fixture_prepare_train_infer_detect_evaluate(tmp_path):
+    """The challenge layout through every verb with the shipped recipe (tiny sizes, 2 iterations)."""
+    files = make_layout(tmp_path / "wasp")
+    data, run = tmp_path / "data", tmp_path / "run"
+    _ok("prepare", "waspsyn", tmp_path / "wasp" / LABELED, data, "--as", "source")
+    _ok("prepare", "waspsyn", files["target"].parent, data, "--as", "target", "--unlabeled")
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "waspsyn.toml"
+    _ok("train", recipe, "--set", f'data.root="{data}"',
+        "--set", f'train.output_dir="{run}"', "--set", "train.iterations=2",
+        "--set", "train.warmup_iterations=1", "--set", "train.batch_size=2",
+        "--set", "train.target_batch_size=2", "--set", "data.patch_size=[16,32,32]",
+        "--set", "model.features=[4,4,4,4,4]", "--set", "method.block_size=[4,4,4]",
+        "--set", "train.threads=1", "--set", "train.checkpoint_every=2")
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert {"loss_sup", "loss_cl", "loss_cm", "confident_pre", "confident_post"} <= log[-1].keys()
+    probs = f"{tmp_path}/pred.zarr/probabilities"
+    _ok("infer", run / "last.pt", data / "target.zarr" / "raw", "-o", probs)
+    _ok("detect", probs, "-o", tmp_path / "det.csv", "--pre-threshold", "0.5",
+        "--post-threshold", "0.5")
+    _ok("evaluate", "--task", "synapse", tmp_path / "det.csv", data / "source_points.csv",
+        "--json", tmp_path / "scores.json")
+    scores = _scores(tmp_path / "scores.json")["volumes"][0]
+    assert 0.0 <= scores["f1_pre"] <= 1.0 and 0.0 <= scores["score"] <= 1.0
