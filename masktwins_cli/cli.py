@@ -269,14 +269,22 @@ def train(
     resume: bool = typer.Option(False, help="Continue from OUTPUT_DIR/last.pt where it stopped."),
     output_dir: Path | None = typer.Option(None, help="Run folder (overrides train.output_dir)."),
 ) -> None:
-    """Train a model (NoAdapt, MaskTwins or an ablation) as the recipe says."""
+    """Train a model (NoAdapt, MaskTwins or an ablation) as the recipe says.
+
+    On several GPUs: torchrun --nproc_per_node=N -m masktwins_cli.cli train RECIPE (rank 0 prints
+    and writes; see the README).
+    """
     from .config.recipe import load_recipe
 
     overrides = list(set_) + ([f"train.output_dir={json.dumps(str(output_dir))}"] if output_dir else [])
     resolved = load_recipe(recipe, overrides)  # before the heavy imports: bad recipes fail fast
     from .progress import TrainProgress
+    from .training.distributed import is_main_process
     from .training.run import train as run_training
 
+    if not is_main_process():  # a torchrun worker with RANK > 0: train quietly
+        run_training(resolved, resume=resume)
+        return
     with TrainProgress(resolved.train.iterations, resolved.train.log_every) as progress:
         result = run_training(resolved, resume=resume, report=progress.update)
     final = {k: v for k, v in result.final_record.items() if k.startswith(("loss", "val_"))}

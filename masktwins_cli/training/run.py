@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,18 @@ from ..inference.windows import autocast_for
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..method.teacher import ema_alpha_at, make_teacher, update_ema
 from .data import TrainingData, open_training_data
+from .distributed import (
+    Distributed,
+    barrier,
+    broadcast_buffers,
+    from_environment,
+    gather_objects,
+    mean_over_ranks,
+    process_group,
+    rank_device,
+    wrap_student,
+    write_rank_digest,
+)
 from .loop import LoopParts, LoopSchedule, run_loop
 from .metrics_log import JsonlLog
 from .model_setup import build_from_recipe, check_resume_compatible, resolve_device
@@ -79,7 +91,22 @@ def _restore_rng(state: RunState, payload: dict) -> None:
     torch.set_rng_state(payload["torch"])
 
 
-def _prepare_output(recipe: Recipe, resume: bool) -> tuple[Path, dict | None]:
+def _rank_rng(payload: dict, rank: int) -> dict:
+    """This rank's RNG states in a checkpoint (``rng_ranks`` exists for distributed runs)."""
+    ranks = payload.get("rng_ranks")
+    return ranks[rank] if ranks else payload["rng"]
+
+
+def check_world_size(payload: dict, world_size: int, path: Path) -> None:
+    """Resuming is exact only with the world size that wrote the checkpoint (per-rank RNGs)."""
+    saved = int(payload.get("world_size", 1))
+    if saved != world_size:
+        raise MaskTwinsError(f"checkpoint {path} was written by {saved} training process(es), this "
+                             f"run has {world_size}: resume with torchrun --nproc_per_node={saved}"
+                             + (" (or without torchrun)" if saved == 1 else ""))
+
+
+def _prepare_output(recipe: Recipe, resume: bool, world_size: int = 1) -> tuple[Path, dict | None]:
     out = Path(recipe.train.output_dir)
     last = out / "last.pt"
     if resume:
@@ -87,6 +114,7 @@ def _prepare_output(recipe: Recipe, resume: bool) -> tuple[Path, dict | None]:
             raise MaskTwinsError(f"--resume: no checkpoint {last} to resume from")
         payload = load_checkpoint(last)
         check_resume_compatible(payload["recipe"], recipe_to_dict(recipe), last)
+        check_world_size(payload, world_size, last)
         return out, payload
     if last.exists():
         raise MaskTwinsError(f"run folder {out} already holds a checkpoint: pass --resume to continue "
@@ -96,7 +124,11 @@ def _prepare_output(recipe: Recipe, resume: bool) -> tuple[Path, dict | None]:
 
 @dataclass
 class Run:
-    """The parts of one training run; its methods are what the loop calls (see LoopParts)."""
+    """The parts of one training run; its methods are what the loop calls (see LoopParts).
+
+    ``model`` is the plain student (checkpoints, EMA, validation); ``ddp`` wraps it under
+    torchrun and is what the loss forwards go through (see :mod:`.distributed`).
+    """
 
     recipe: Recipe
     out: Path
@@ -109,6 +141,13 @@ class Run:
     validator: Validator | None
     jsonl: JsonlLog | None = None
     report: Reporter | None = None
+    dist: Distributed = field(default_factory=Distributed)
+    ddp: torch.nn.Module | None = None
+
+    @property
+    def student(self) -> torch.nn.Module:
+        """The module the training forwards and the optimiser step go through."""
+        return self.ddp if self.ddp is not None else self.model
 
     def losses(self, step: int) -> dict[str, torch.Tensor]:
         r = self.recipe
@@ -118,11 +157,12 @@ class Run:
                    if r.method.class_weights else None)
         labeler = self.teacher if self.teacher is not None else self.model
         with autocast_for(self.device, r.train.amp):
-            return masktwins_losses(self.model, labeler, batch, r.method, self.state.mask_generator,
+            return masktwins_losses(self.student, labeler, batch, r.method, self.state.mask_generator,
                                     weights, batched_views=r.model.norm == "instance",
                                     task=r.model.task)
 
     def after_step(self, step: int) -> None:
+        broadcast_buffers(self.model, self.dist)
         if self.teacher is not None:
             update_ema(self.teacher, self.model, ema_alpha_at(step + 1, self.recipe.method.ema_alpha))
 
@@ -134,8 +174,12 @@ class Run:
         return scores
 
     def checkpoint(self, step: int, final: bool) -> None:
-        """last.pt always; best.pt when the latest validation beat the best so far."""
+        """last.pt always; best.pt when the latest validation beat the best so far (rank 0 writes,
+        with every rank's RNG states)."""
         state = self.state
+        rngs = gather_objects(_rng_payload(state), self.dist)
+        if not self.dist.main:
+            return
         improved = state.last_score is not None and (state.best_score is None
                                                      or state.last_score > state.best_score)
         if improved:
@@ -143,14 +187,21 @@ class Run:
         payload = {"recipe": recipe_to_dict(self.recipe), "model": self.model.state_dict(),
                    "teacher": None if self.teacher is None else self.teacher.state_dict(),
                    "optimizer": self.optimizer.state_dict(), "scaler": None, "step": step,
-                   "rng": _rng_payload(state), "best_score": state.best_score}
+                   "rng": rngs[0], "best_score": state.best_score,
+                   "world_size": self.dist.world_size}
+        if self.dist.enabled:
+            payload["rng_ranks"] = rngs
         save_checkpoint(self.out / "last.pt", payload)
         if improved:
             save_checkpoint(self.out / "best.pt", payload)
         state.last_score = None
 
     def on_record(self, step: int, record: dict) -> None:
-        if len(record) > 1:
+        """Log a record (rank 0); loss terms become their mean over the ranks, in place."""
+        if "loss" in record:
+            terms = {k: v for k, v in record.items() if k not in ("step", "lr", "seconds")}
+            record.update(mean_over_ranks(terms, self.dist, self.device))
+        if self.dist.main and len(record) > 1:
             self.jsonl.write(record)
             if self.report is not None:
                 self.report(step, self.recipe.train.iterations, record)
@@ -161,41 +212,72 @@ class Run:
         if self.teacher is not None:
             self.teacher.load_state_dict(payload["teacher"])
         self.optimizer.load_state_dict(payload["optimizer"])
-        _restore_rng(self.state, payload["rng"])
+        _restore_rng(self.state, _rank_rng(payload, self.dist.rank))
         self.state.best_score = payload.get("best_score")
         return int(payload["step"])
 
 
-def build_run(recipe: Recipe, out: Path) -> Run:
-    """Open the data and build the networks (seeded); nothing is written yet."""
-    device = resolve_device(recipe.train.device)
+def build_run(recipe: Recipe, out: Path, ctx: Distributed | None = None,
+              device: torch.device | None = None) -> Run:
+    """Open the data and build the networks (seeded); nothing is written yet.
+
+    Every rank builds the same initial weights; data, mask and dropout RNGs are per rank
+    (``ctx.seed``). Under torchrun the process group must already exist (see :func:`train`).
+    """
+    ctx = ctx or Distributed()
+    device = device or rank_device(resolve_device(recipe.train.device), ctx)
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
-    torch.manual_seed(recipe.train.seed)
+    seed = recipe.train.seed
+    torch.manual_seed(seed)
     data = open_training_data(recipe)
     model = build_from_recipe(recipe).to(device)
     teacher = make_teacher(model) if recipe.method.adapt and recipe.method.ema else None
-    generator = torch.Generator(device="cpu").manual_seed(recipe.train.seed + 1)
-    state = RunState(np.random.default_rng(recipe.train.seed), generator)
+    if ctx.rank:
+        torch.manual_seed(ctx.seed(seed))  # dropout differs per rank; rank 0 keeps its stream
+    generator = torch.Generator(device="cpu").manual_seed(ctx.seed(seed) + 1)
+    state = RunState(np.random.default_rng(ctx.seed(seed)), generator)
+    validator = Validator.from_recipe(recipe, device) if ctx.main else None
     return Run(recipe, out, device, data, model, teacher, _optimizer(recipe, model), state,
-               Validator.from_recipe(recipe, device))
+               validator, dist=ctx, ddp=wrap_student(model, ctx, device))
+
+
+def _start_outputs(run: Run, resumed_step: int | None, report: Reporter | None) -> None:
+    """Rank 0: the run folder, its recipe.toml and log.jsonl, and the progress callback."""
+    if not run.dist.main:
+        return
+    run.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run.out / "recipe.toml", recipe_to_toml(run.recipe))
+    run.jsonl = JsonlLog(run.out / "log.jsonl", resume_step=resumed_step)
+    run.report = report
 
 
 def train(recipe: Recipe, resume: bool = False, report: Reporter | None = None) -> TrainResult:
-    """Train a model as the recipe says; returns where the checkpoints are and the final scores."""
+    """Train a model as the recipe says; returns where the checkpoints are and the final scores.
+
+    Under torchrun (WORLD_SIZE > 1) this process is one rank of a DistributedDataParallel run:
+    it joins the process group here and leaves it on return or error (see :mod:`.distributed`).
+    """
+    ctx = from_environment()
+    device = rank_device(resolve_device(recipe.train.device), ctx)
+    with process_group(ctx, device):
+        return _train(recipe, resume, report, ctx, device)
+
+
+def _train(recipe: Recipe, resume: bool, report: Reporter | None, ctx: Distributed,
+           device: torch.device) -> TrainResult:
     started = time.perf_counter()
-    out, payload = _prepare_output(recipe, resume)
-    run = build_run(recipe, out)
+    out, payload = _prepare_output(recipe, resume, ctx.world_size)
+    run = build_run(recipe, out, ctx, device)
     start = run.restore(payload) if payload is not None else 0
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "recipe.toml", recipe_to_toml(recipe))
-    run.jsonl = JsonlLog(out / "log.jsonl", resume_step=start if payload is not None else None)
-    run.report = report
+    _start_outputs(run, start if payload is not None else None, report)
     t = recipe.train
     plan = LoopSchedule(start, t.iterations, t.lr, t.poly_power, t.warmup_iterations, t.grad_clip,
                         t.log_every, t.checkpoint_every, t.val_every)
-    history = run_loop(LoopParts(run.model, run.optimizer, run.losses, run.after_step,
+    history = run_loop(LoopParts(run.student, run.optimizer, run.losses, run.after_step,
                                  run.checkpoint, run.validate, run.on_record), plan)
+    write_rank_digest(ctx, run.model, run.teacher)
+    barrier(ctx, run.device)  # rank 0 has written last.pt before any rank returns
     best = out / "best.pt"
     return TrainResult(out, out / "last.pt", best if best.exists() else None,
                        history[-1] if history else {}, run.state.best_score, t.iterations,
