@@ -1,0 +1,34 @@
+"""What every ``masktwins`` verb shares: user errors as one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import functools
+
+import typer
+
+from .errors import MaskTwinsError
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one error line and exit."""
+    typer.echo(f"masktwins: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(func):
+    """Turn user errors into one line on stderr and a non-zero exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except MaskTwinsError as err:
+            fail(str(err).replace("\n", " "), err.exit_code)
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
+            fail(f"{err.filename or ''}: {err.strerror or err}")
+        except OSError as err:
+            fail(f"{getattr(err, 'filename', None) or 'I/O'}: {err.strerror or err}")
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper
