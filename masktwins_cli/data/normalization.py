@@ -25,12 +25,17 @@ class IntensityStats:
     scale: float
 
 
+def sample_step(shape, max_voxels: int = SAMPLE_VOXELS) -> int:
+    """The grid step (voxels, same on every axis) that keeps a strided sample of ``shape`` at
+    <= ~max_voxels."""
+    total = int(np.prod(shape))
+    return max(1, int(np.ceil((total / max_voxels) ** (1.0 / len(shape)))))
+
+
 def strided_sample(volume, max_voxels: int = SAMPLE_VOXELS) -> np.ndarray:
     """A regular sub-sample of a volume (numpy array or masktwins Volume) of <= ~max_voxels."""
-    shape = volume.shape
-    total = int(np.prod(shape))
-    step = max(1, int(np.ceil((total / max_voxels) ** (1.0 / len(shape)))))
-    return np.asarray(volume[tuple(slice(None, None, step) for _ in shape)])
+    step = sample_step(volume.shape, max_voxels)
+    return np.asarray(volume[tuple(slice(None, None, step) for _ in volume.shape)])
 
 
 def intensity_stats(sample: np.ndarray, method: str, name: str = "volume") -> IntensityStats:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import MaskTwinsError
-from .normalization import IntensityStats, normalize
+from .normalization import IntensityStats, normalize, sample_step
 
 CACHE_BYTES = 2 * 1024**3
 
@@ -145,8 +145,7 @@ def foreground_voxels(crops: VolumeCrops, max_voxels: int = 4_000_000) -> np.nda
         return np.argwhere(crops.labels.max(axis=0) > 0).astype(np.int64)
     if isinstance(crops.labels, np.ndarray):
         return np.argwhere(crops.labels > 0).astype(np.int64)
-    shape = crops.shape
-    step = max(1, int(np.ceil((int(np.prod(shape)) / max_voxels) ** (1.0 / 3))))
+    step = sample_step(crops.shape, max_voxels)
     sample = as_zyx(np.asarray(crops.labels[tuple(slice(None, None, step) for _ in crops.labels.shape)]))
     return np.argwhere(sample > 0).astype(np.int64) * step
 
