@@ -41,6 +41,7 @@ from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.evaluation.figures import write_comparison_figure
 from masktwins_cli.io.volumes import open_volume
 from masktwins_cli.prepare.real import prepare_preset
+from masktwins_cli.progress import StageLog
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "vnc3_to_cdeep3m.toml"
@@ -135,7 +136,8 @@ def finished_run(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def run_once(run_dir: Path, method: str, seed: int, overrides: list[str], test: TestVolume) -> dict:
+def run_once(run_dir: Path, method: str, seed: int, overrides: list[str], test: TestVolume,
+             report) -> dict:
     """The run record from run_dir/run.json when an earlier call finished it; else train, score
     and store it (a run an earlier call left unfinished starts again)."""
     finished = finished_run(run_dir)
@@ -144,7 +146,7 @@ def run_once(run_dir: Path, method: str, seed: int, overrides: list[str], test: 
         return finished
     shutil.rmtree(run_dir, ignore_errors=True)
     run = {"method": method, "seed": seed,
-           **train_and_score(RECIPE, overrides, run_dir, test, f"{method} seed {seed}", stage_report)}
+           **train_and_score(RECIPE, overrides, run_dir, test, f"{method} seed {seed}", report)}
     write_text_atomic(run_dir / "run.json", json.dumps(run, indent=2) + "\n")
     return run
 
@@ -166,17 +168,6 @@ def write_figure(out: Path, runs: list[dict], test: TestVolume, seed: int) -> Pa
     return write_comparison_figure(out / "comparison.png", raw, truth, predictions, slices, scale=0.4)
 
 
-def stage_report(*args) -> None:
-    """One line per stage; training progress every log_every iterations."""
-    if len(args) == 1:
-        print(f">> {args[0]}", flush=True)
-    else:
-        label, step, total, record = args
-        terms = " ".join(f"{k}={v:.4g}" for k, v in record.items()
-                         if k != "step" and isinstance(v, float))
-        print(f"   [{label}] {step}/{total} {terms}", flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not (args.data / "vnc3").is_dir() or not (args.data / "cdeep3m").is_dir():
@@ -194,14 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     test = TestVolume(str(root / "cdeep3m" / "validation.zarr" / "raw"),
                       str(root / "cdeep3m" / "validation.zarr" / "labels"))
     runs, started = [], time.perf_counter()
-    for seed in args.seeds:
-        for method in methods:
-            if seed != args.seeds[0] and not method.every_seed and not args.all_seeds:
-                continue
-            run_dir = args.out / f"seed{seed}" / folder_name(method.name)
-            overrides = [f"data.root={quoted(root)}", f"train.seed={seed}", *common,
-                         *method.overrides]
-            runs.append(run_once(run_dir, method.name, seed, overrides, test))
+    with StageLog() as stages:
+        for seed in args.seeds:
+            for method in methods:
+                if seed != args.seeds[0] and not method.every_seed and not args.all_seeds:
+                    continue
+                run_dir = args.out / f"seed{seed}" / folder_name(method.name)
+                overrides = [f"data.root={quoted(root)}", f"train.seed={seed}", *common,
+                             *method.overrides]
+                runs.append(run_once(run_dir, method.name, seed, overrides, test, stages.update))
     runs += [run for run in earlier_runs(args.out) if (run["method"], run["seed"]) not in
              {(r["method"], r["seed"]) for r in runs}]
     runs.sort(key=lambda r: (r["seed"], [m.name for m in METHODS].index(r["method"])))
