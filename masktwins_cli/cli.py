@@ -87,6 +87,12 @@ def infer(
     host: str | None = typer.Option(
         None, help="Address the --workers connect to (default: 127.0.0.1, or this machine's "
         "detected address with --worker-command; also DAISY_HOST)."),
+    mask: str | None = typer.Option(
+        None, metavar="URI", help="Predict only where this volume is non-zero (same shape as "
+        "the input or coarser, e.g. a tissue mask); output 0 elsewhere (infer.mask)."),
+    tta: bool = typer.Option(
+        False, "--tta", help="Flip test-time augmentation: mean over every flip of the "
+        "window axes, 4x (2-D) or 8x (3-D) the compute (infer.tta)."),
 ) -> None:
     """Predict foreground probabilities over a volume with sliding windows, block by block.
 
@@ -112,6 +118,8 @@ def infer(
       masktwins infer last.pt raw.zarr/raw -o pred.zarr/probabilities \\
           --workers 4 --worker-command 'srun -N1 -n1 --exact {cmd}'
     """
+    set_ = [*set_, *([f"infer.mask={json.dumps(mask)}"] if mask else []),
+            *(["infer.tta=true"] if tta else [])]
     if workers is None and (worker_command is not None or host is not None):
         raise MaskTwinsError("--worker-command and --host need --workers N")
     if workers is not None:
@@ -169,7 +177,8 @@ def _infer_summary(result) -> str:
     from .inference.records import shard_text
 
     who = f"shard {shard_text(result.shard)}: " if result.shard else ""
-    counts = (f"{result.predicted} predicted, {result.skipped} already done, "
+    outside = f", {result.outside} outside the mask" if getattr(result, "outside", 0) else ""
+    counts = (f"{result.predicted} predicted, {result.skipped} already done{outside}, "
               f"{result.blocks} blocks in all")
     timing = f"{result.seconds:.1f} s on {result.device}"
     if result.state == "up-to-date":

@@ -17,6 +17,7 @@ import torch
 from cli_helpers import assert_user_error, invoke, snapshot
 
 from masktwins_cli.errors import MaskTwinsError
+from masktwins_cli.inference.blocks import BlockPlan
 from masktwins_cli.inference.distributed import (
     WorkerSpec,
     attach_staging,
@@ -26,7 +27,7 @@ from masktwins_cli.inference.distributed import (
     worker_error,
     worker_threads,
 )
-from masktwins_cli.inference.predict import BlockPlan, InferSetup, infer_volume
+from masktwins_cli.inference.predict import InferSetup, infer_volume
 from masktwins_cli.io.volumes import open_volume, write_volume
 from tiny_data import blob_volume
 
@@ -163,7 +164,7 @@ def test_worker_threads_share_the_cores(monkeypatch):
 def test_daisy_blocks_map_to_our_block_indices():
     import daisy.v2 as daisy
 
-    plan = BlockPlan((5, 40, 40), (2, 16, 16), (2, 16, 16), (32, 32), (0, 16, 16))
+    plan = BlockPlan((5, 40, 40), (2, 16, 16), (2, 16, 16), (1, 32, 32), (1, 16, 16))
     for index in range(plan.count):
         start = plan.start(index)
         roi = daisy.Roi(start, tuple(min(b, n - s) for s, b, n in

@@ -20,7 +20,8 @@ from cli_helpers import assert_user_error, invoke, snapshot
 
 from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.inference import predict, records
-from masktwins_cli.inference.predict import align_block, infer_volume
+from masktwins_cli.inference.blocks import align_block
+from masktwins_cli.inference.predict import infer_volume
 from masktwins_cli.inference.records import (
     Staging,
     make_manifest,
@@ -323,7 +324,7 @@ def test_reads_are_bounded_by_block_plus_halo_and_match_one_pass(checkpoint, big
     reads.clear()
     tiled = infer_volume(checkpoint, volume, str(tmp_path / "tiled.zarr/p"), device="cpu",
                          overrides=[*settings, "infer.block_size=[1,32,32]"])
-    bound = 1 * (32 + 2 * 16) * (32 + 2 * 16)  # block + halo of half a window on each side
+    bound = 1 * (32 + 2 * 16) * (32 + 2 * 16)  # the windows touching a block: 16 beyond each side
     assert tiled.blocks == 54 and len(reads) == 54
     assert max(np.prod(shape) for shape in reads) == bound
     np.testing.assert_allclose(open_volume(tiled.output).read_all(),
@@ -333,7 +334,7 @@ def test_reads_are_bounded_by_block_plus_halo_and_match_one_pass(checkpoint, big
 def test_a_failed_run_keeps_finished_blocks_only(checkpoint, small, tmp_path, monkeypatch):
     volume, reference = small
     calls = []
-    real = predict.predict_block
+    real = predict.predict_box
 
     def fails_at_the_fifth_block(*args, **kwargs):
         calls.append(1)
@@ -343,7 +344,7 @@ def test_a_failed_run_keeps_finished_blocks_only(checkpoint, small, tmp_path, mo
 
     output = tmp_path / "pred.zarr" / "p"
     with monkeypatch.context() as patch:
-        patch.setattr(predict, "predict_block", fails_at_the_fifth_block)
+        patch.setattr(predict, "predict_box", fails_at_the_fifth_block)
         for _ in range(2):  # nothing done: no staging left; then 3 blocks done: kept
             with pytest.raises(MaskTwinsError, match="simulated"):
                 infer_volume(checkpoint, volume, str(output), overrides=[SMALL_BLOCKS],

@@ -177,7 +177,7 @@ def test_interrupted_infer_resumes_from_recorded_blocks(masktwins_run, pair, tmp
     source = f"{pair}/target_test.zarr/raw"
     reference = infer_volume(masktwins_run.last_checkpoint, source, str(tmp_path / "a.zarr" / "p"),
                              device="cpu")
-    real, calls = predict.predict_block, []
+    real, calls = predict.predict_box, []
 
     def fails_at_the_second_block(*args, **kwargs):
         calls.append(1)
@@ -187,7 +187,7 @@ def test_interrupted_infer_resumes_from_recorded_blocks(masktwins_run, pair, tmp
 
     output = tmp_path / "b.zarr" / "p"
     with monkeypatch.context() as patch:
-        patch.setattr(predict, "predict_block", fails_at_the_second_block)
+        patch.setattr(predict, "predict_box", fails_at_the_second_block)
         with pytest.raises(MaskTwinsError, match="simulated"):
             infer_volume(masktwins_run.last_checkpoint, source, str(output), device="cpu")
     assert not output.exists()

@@ -144,8 +144,12 @@ class InferSection:
     overlap: float = doc("fraction of overlap between neighbouring windows", 0.25, min=0.0, lt=1.0)
     batch_size: int = doc("windows per forward pass", 4, min=1)
     blend: str = doc("window blending", "gaussian", choices=("gaussian", "constant"))
-    block_size: tuple = doc("output block size in voxels ((z, y, x)); empty = about 16 x 512 x 512",
-                      (), length=(0, 3), min=1, integer=True)
+    block_size: tuple = doc("output block size in voxels ((z, y, x)); empty = about 16 x 512 x 512 "
+                            "(2-D model) or 256^3 (3-D model)", (), length=(0, 3), min=1, integer=True)
+    tta: bool = doc("flip test-time augmentation: average the probabilities over every flip of "
+                    "the window's spatial axes (4 passes in 2-D, 8 in 3-D)", False)
+    mask: str = doc("region-of-interest mask volume URI (non-zero = predict; the input's shape or "
+                    "coarser); empty = everywhere. Output outside the mask is 0", "")
 
 
 @dataclass(frozen=True)

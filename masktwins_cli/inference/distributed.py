@@ -295,7 +295,9 @@ def serve_blocks(spec: WorkerSpec, context=None) -> int:
     import daisy.v2 as daisy
     import torch
 
-    from .predict import InferSetup, ZyxView, predict_blocks, staging_sink
+    from .blocks import ZyxView
+    from .pipeline import predict_blocks
+    from .predict import InferSetup, staging_sink
 
     if context is None:
         if daisy.Context.ENV_VARIABLE not in os.environ:
@@ -321,11 +323,13 @@ def serve_blocks(spec: WorkerSpec, context=None) -> int:
             if block is None:
                 break
             index, started = block_index(plan, block), time.perf_counter()
-            done = predict_blocks(predict, plan, source, sink, str(setup.volume.uri), [index],
-                                  staging.is_done, record)[0]
-            predicted += done
-            log.info("worker %d: block %d %s in %.2f s", worker, index,
-                     "predicted" if done else "was already recorded", time.perf_counter() - started)
+            counts = predict_blocks(predict, plan, source, sink, str(setup.volume.uri), [index],
+                                    staging.is_done, record, setup.mask, prefetch=1)
+            predicted += counts.predicted
+            state = ("predicted" if counts.predicted else
+                     "is outside the mask" if counts.outside else "was already recorded")
+            log.info("worker %d: block %d %s in %.2f s", worker, index, state,
+                     time.perf_counter() - started)
     log.info("worker %d: %d blocks predicted", worker, predicted)
     return predicted
 

@@ -1,22 +1,22 @@
 """``masktwins infer``: blockwise sliding-window prediction of a volume into chunked zarr.
 
-The output is cut into blocks aligned to its chunk grid. Each block is read with a halo of half
-a window (so windows at the block border see real context), predicted with Gaussian-blended
-sliding windows, and only its inner region is written. No step holds the whole volume, and blocks
-are independent, so they can be predicted in any order, by several processes (``--shard i/N``,
-or daisy workers: :mod:`.distributed`), and across reruns. The output is filled in a staging
-folder with one durable record per finished block (:mod:`.records`); a rerun skips the recorded
-blocks, and the array is moved into place only when every block is written, so an interrupted
-run never leaves an output that looks complete.
+The output is cut into blocks aligned to its chunk grid (:mod:`.blocks`). Each block reads the
+span of the global window grid's windows that touch it and is predicted from exactly those
+windows (:mod:`.windows`), so its output equals whole-volume prediction whatever the block size.
+No step holds the whole volume; reading, computing and writing overlap (:mod:`.pipeline`).
+Blocks are independent, so they can be predicted in any order, by several processes
+(``--shard i/N``, or daisy workers: :mod:`.distributed`), and across reruns. The output is
+filled in a staging folder with one durable record per finished block (:mod:`.records`); a
+rerun skips the recorded blocks, and the array is moved into place only when every block is
+written, so an interrupted run never leaves an output that looks complete. An ROI mask
+(:mod:`.roi`) restricts the work to a region.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,13 +25,16 @@ import torch
 
 from ..config.recipe import apply_overrides, recipe_from_dict, recipe_to_dict
 from ..config.schema import Recipe
-from ..data.normalization import intensity_stats, normalize, strided_sample
+from ..data.normalization import intensity_stats, strided_sample
 from ..errors import MaskTwinsError
 from ..io.checkpoints import load_checkpoint
 from ..training.model_setup import build_from_recipe, load_weights, resolve_device
+from .blocks import BlockPlan, BlockWork, ZyxView
 from .output import OutputTarget, chunk_flusher
+from .pipeline import BlockCounts, Predictor, predict_blocks
 from .records import Staging, file_sha256, fingerprint, make_manifest, open_staging, shard_indices
-from .windows import predict_block
+from .roi import RoiMask
+from .windows import WindowSettings, importance_map, predict_box
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,8 @@ class InferResult:
     another process commits the output) or ``up-to-date`` (the output was already complete,
     made from the same input, checkpoint and settings). Counts are in blocks: ``blocks`` in the
     whole plan, ``predicted`` by this process, ``skipped`` (of this process's share) because
-    they were already recorded as done, ``remaining`` in the plan when this process ended.
+    they were already recorded as done, ``outside`` the ROI mask (finished without prediction,
+    output 0), ``remaining`` in the plan when this process ended.
     ``shape`` is the input's; ``channels`` > 0 means the output has that many leading channels
     (synapse: 2, pre and post), 0 the input's shape (foreground probability).
     """
@@ -57,6 +61,7 @@ class InferResult:
     device: str
     predicted: int = 0
     skipped: int = 0
+    outside: int = 0
     remaining: int = 0
     state: str = "written"
     shard: tuple[int, int] | None = None
@@ -93,117 +98,6 @@ def load_for_inference(checkpoint: str | Path, overrides: Sequence[str] = (),
     return model.eval(), recipe
 
 
-def block_starts(shape: Sequence[int], block: Sequence[int]) -> Iterator[tuple[int, ...]]:
-    """Start corner of every block of a regular grid over ``shape``."""
-    return itertools.product(*(range(0, n, b) for n, b in zip(shape, block)))
-
-
-def halo_box(start, block, shape, halo) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
-    """Read box (block grown by the halo, clipped) and the block's inner box within it."""
-    read, inner = [], []
-    for s, b, n, h in zip(start, block, shape, halo):
-        stop = min(s + b, n)
-        lo, hi = max(0, s - h), min(n, stop + h)
-        read.append(slice(lo, hi))
-        inner.append(slice(s - lo, stop - lo))
-    return tuple(read), tuple(inner)
-
-
-def default_block(shape_zyx: Sequence[int], chunks: Sequence[int]) -> tuple[int, int, int]:
-    """About 16 x 512 x 512 voxels, a whole multiple of the output chunks."""
-    wanted = (16, 512, 512)
-    return tuple(max(c, (w // c) * c) if c < n else n
-                 for w, c, n in zip(wanted, chunks, shape_zyx))
-
-
-def align_block(block: Sequence[int], chunks: Sequence[int],
-                shape: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(block, chunks) with every block a whole number of chunks, all (z, y, x) voxels.
-
-    Per axis the block (clipped to the volume) is split into k = ceil(block / chunk) equal
-    chunks of ceil(block / k) voxels, and the block grows to k such chunks (by < k voxels). So
-    no two blocks share a chunk: blocks can be written by independent processes, and a chunk
-    never holds a mix of finished and unfinished blocks.
-    """
-    aligned_block, aligned_chunks = [], []
-    for b, c, n in zip(block, chunks, shape):
-        b = max(1, min(b, n))
-        pieces = math.ceil(b / c)
-        chunk = math.ceil(b / pieces)
-        aligned_block.append(pieces * chunk)
-        aligned_chunks.append(chunk)
-    return tuple(aligned_block), tuple(aligned_chunks)
-
-
-@dataclass(frozen=True)
-class BlockPlan:
-    """Geometry of blockwise prediction, all in (z, y, x) voxels."""
-
-    shape: tuple[int, int, int]
-    chunks: tuple[int, int, int]
-    block: tuple[int, int, int]
-    window: tuple[int, ...]
-    halo: tuple[int, int, int]
-
-    @classmethod
-    def for_volume(cls, recipe: Recipe, shape: Sequence[int]) -> BlockPlan:
-        """A 2-D model: output chunks of one slice and no halo along z; a 3-D model: halo on
-        every axis. Halo = half a window, so windows at a block border see real context. Blocks
-        are whole multiples of the output chunks (see :func:`align_block`)."""
-        shape_zyx = (1, *shape) if len(shape) == 2 else tuple(shape)
-        chunks = OutputTarget.chunks_for(shape_zyx)
-        window = tuple(recipe.infer.window or recipe.data.patch_size)
-        if recipe.model.spatial_dims == 2:
-            chunks, halo = (1, *chunks[1:]), (0, window[0] // 2, window[1] // 2)
-        else:
-            halo = tuple(w // 2 for w in window)
-        block = tuple(recipe.infer.block_size) or default_block(shape_zyx, chunks)
-        block, chunks = align_block(block, chunks, shape_zyx)
-        return cls(shape_zyx, chunks, block, window, halo)
-
-    @property
-    def grid(self) -> tuple[int, ...]:
-        """Blocks per axis."""
-        return tuple(-(-n // b) for n, b in zip(self.shape, self.block))
-
-    @property
-    def count(self) -> int:
-        """Number of blocks; they are numbered 0..count-1 in :func:`block_starts` order."""
-        return math.prod(self.grid)
-
-    def start(self, index: int) -> tuple[int, ...]:
-        """Start corner (voxels) of block ``index``."""
-        return tuple(int(i) * b for i, b in zip(np.unravel_index(index, self.grid), self.block))
-
-    def as_dict(self) -> dict:
-        """The plan as plain data (for the run manifest)."""
-        return {"shape": self.shape, "chunks": self.chunks, "block": self.block,
-                "window": self.window, "halo": self.halo, "blocks": self.count}
-
-
-class ZyxView:
-    """Reads and writes a (y, x), (z, y, x) or channel-first (C, z, y, x) volume with (z, y, x)
-    boxes (all channels at once)."""
-
-    def __init__(self, volume):
-        self.volume = volume
-        self.flat = len(volume.shape) == 2
-        self.channels = int(volume.shape[0]) if len(volume.shape) == 4 else 0
-
-    def stored(self, box: tuple[slice, ...]) -> tuple[slice, ...]:
-        """A (z, y, x) box in the volume's own axes."""
-        if self.channels:
-            return (slice(0, self.channels), *box)
-        return box[1:] if self.flat else box
-
-    def read(self, box: tuple[slice, ...]) -> np.ndarray:
-        data = np.asarray(self.volume[self.stored(box)])
-        return data[None] if self.flat else data
-
-    def write(self, box: tuple[slice, ...], data: np.ndarray) -> None:
-        self.volume.write(self.stored(box), data[0] if self.flat else data)
-
-
 def output_channels(recipe: Recipe) -> int:
     """Channels ``infer`` writes: 0 = the foreground probability alone (segmentation), 2 = both
     sigmoid channels (pre, post) of a synapse model."""
@@ -211,61 +105,42 @@ def output_channels(recipe: Recipe) -> int:
 
 
 def block_predictor(model, recipe: Recipe, plan: BlockPlan, stats,
-                    device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
-    """raw (z, y, x) block -> float32 output block, with the recipe's window, overlap, batch
-    size, blending and autocast: the foreground probability (z, y, x) (softmax class 1) of a
-    segmentation model, or (C, z, y, x) sigmoid probabilities of a synapse model."""
+                    device: torch.device) -> Predictor:
+    """A :data:`~.pipeline.Predictor` with the recipe's window, overlap, batch size, blending,
+    autocast and TTA: the foreground probability (z, y, x) (softmax class 1) of a segmentation
+    model, or (C, z, y, x) sigmoid probabilities of a synapse model."""
     synapse = recipe.model.task == "synapse"
-
-    def predict(raw: np.ndarray) -> np.ndarray:
-        probs = predict_block(model, normalize(raw, stats), recipe.model.spatial_dims, plan.window,
+    settings = WindowSettings(recipe.model.spatial_dims, tuple(plan.window[-recipe.model.spatial_dims:]),
                               recipe.infer.overlap, recipe.infer.batch_size, recipe.infer.blend,
-                              device, recipe.train.amp, "sigmoid" if synapse else "softmax")
-        return probs if synapse else probs[1]
+                              "sigmoid" if synapse else "softmax", None if synapse else (1,),
+                              recipe.train.amp, recipe.infer.tta)
+    weights = importance_map(plan.window, recipe.infer.blend, device)
+
+    def predict(raw: np.ndarray, work: BlockWork, keep: np.ndarray | None = None) -> np.ndarray:
+        probs = predict_box(model, raw, work.pad, work.positions(plan.window, keep), work.inner,
+                            settings, device, stats.shift, stats.scale, weights)
+        if keep is not None:
+            probs *= keep
+        return probs if synapse else probs[0]
 
     return predict
 
 
-def predict_blocks(predict: Callable[[np.ndarray], np.ndarray], plan: BlockPlan, source: ZyxView,
-                   sink: ZyxView, name: str, indices: Iterable[int] | None = None,
-                   is_done: Callable[[int], bool] = lambda index: False,
-                   on_written: Callable[[int, tuple[slice, ...]], None] = lambda index, box: None,
-                   ) -> tuple[int, int]:
-    """Predict blocks ``indices`` (default: all) of the plan from ``source`` into ``sink``.
-
-    ``predict`` maps a raw (z, y, x) block to its output block, (z, y, x) or (C, z, y, x)
-    (:func:`block_predictor`).
-
-    A block for which ``is_done(index)`` holds when its turn comes is skipped;
-    ``on_written(index, box)`` runs after a block's inner region ``box`` ((z, y, x) voxels) is
-    written. Each block reads its own halo from ``source``, so the result of a block does not
-    depend on which other blocks are predicted. Returns (predicted, skipped).
-    """
-    predicted = skipped = 0
-    for index in range(plan.count) if indices is None else indices:
-        if is_done(index):
-            skipped += 1
-            continue
-        start = plan.start(index)
-        read, inner = halo_box(start, plan.block, plan.shape, plan.halo)
-        raw = source.read(read)
-        if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
-            raise MaskTwinsError(f"{name}: NaN or infinite values in the block at voxel {start}")
-        output = predict(raw)
-        output = output[(slice(None),) * (output.ndim - 3) + inner]
-        box = tuple(slice(s, s + n) for s, n in zip(start, output.shape[-3:]))
-        sink.write(box, output)
-        on_written(index, box)
-        predicted += 1
-        log.debug("block %d at %s predicted", index, start)
-    return predicted, skipped
+def plan_for(recipe: Recipe, shape: Sequence[int]) -> BlockPlan:
+    """The block plan of a (y, x) or (z, y, x) input for a checkpoint's recipe: output chunks
+    from :meth:`OutputTarget.chunks_for`, the recipe's window (default: the training patch),
+    overlap and block size."""
+    shape_zyx = (1, *shape) if len(shape) == 2 else tuple(shape)
+    return BlockPlan.create(shape, OutputTarget.chunks_for(shape_zyx),
+                            tuple(recipe.infer.window or recipe.data.patch_size), recipe.infer.overlap,
+                            recipe.model.spatial_dims, recipe.infer.block_size)
 
 
 def run_manifest(checkpoint: str | Path, weights: str, recipe: Recipe, volume, output_uri: str,
-                 stats, plan: BlockPlan) -> dict:
+                 stats, plan: BlockPlan, mask: RoiMask | None = None) -> dict:
     """What a run computes, compared between reruns and shards (see :mod:`.records`): the input
     (absolute URI, shape, dtype, calibration, intensity statistics), the checkpoint's content,
-    the weights, the [infer] settings and autocast, the output and the block plan."""
+    the weights, the [infer] settings and autocast, the output, the block plan and the mask."""
     work = {
         "input": {"uri": _absolute_uri(volume.uri), "shape": volume.shape, "dtype": str(volume.dtype),
                   "voxel_size": volume.voxel_size, "offset": volume.offset,
@@ -277,6 +152,7 @@ def run_manifest(checkpoint: str | Path, weights: str, recipe: Recipe, volume, o
         "output": {"uri": _absolute_uri(output_uri), "dtype": "float32",
                    **({"channels": output_channels(recipe)} if output_channels(recipe) else {})},
         "plan": plan.as_dict(),
+        "mask": None if mask is None else {**mask.describe(), "uri": _absolute_uri(mask.uri)},
     }
     return make_manifest(work, {"checkpoint": str(Path(checkpoint).resolve()), "created": time.time()})
 
@@ -306,6 +182,7 @@ class InferSetup:
     stats: object
     plan: BlockPlan
     manifest: dict
+    mask: RoiMask | None = None
 
     @classmethod
     def prepare(cls, checkpoint: str | Path, input_uri: str, output_uri: str,
@@ -320,10 +197,11 @@ class InferSetup:
                                  "3-D model; give a (z, y, x) volume")
         target = OutputTarget.prepare(output_uri, input_uri, output_channels(recipe))
         stats = intensity_stats(strided_sample(volume), recipe.data.normalization, str(input_uri))
-        plan = BlockPlan.for_volume(recipe, volume.shape)
-        manifest = run_manifest(checkpoint, weights, recipe, volume, target.uri, stats, plan)
+        plan = plan_for(recipe, volume.shape)
+        mask = RoiMask.open(recipe.infer.mask, volume.shape) if recipe.infer.mask else None
+        manifest = run_manifest(checkpoint, weights, recipe, volume, target.uri, stats, plan, mask)
         return cls(str(checkpoint), str(input_uri), weights, model, recipe, volume, target, stats,
-                   plan, manifest)
+                   plan, manifest, mask)
 
     def up_to_date(self, overwrite: bool) -> bool:
         """True when the output exists and was committed from this very work; MaskTwinsError
@@ -344,7 +222,7 @@ class InferSetup:
                             build=lambda folder: self.target.create(folder, self.volume,
                                                                     self.plan.chunks, provenance))
 
-    def predictor(self, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
+    def predictor(self, device: torch.device) -> Predictor:
         """The network moved to ``device``, as a :func:`block_predictor`."""
         self.model.to(device)
         return block_predictor(self.model, self.recipe, self.plan, self.stats, device)
@@ -378,12 +256,13 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
     predict = setup.predictor(torch_device)
     staging, created = setup.open_staging(restart)
     try:
-        predicted, skipped = predict_share(predict, plan, setup.volume, staging, target, share)
+        counts = predict_share(predict, plan, setup.volume, staging, target, share, setup.mask)
     except BaseException:
         if created:
             discard_if_empty(staging)
         raise
-    result = replace(result, predicted=predicted, skipped=skipped, device=str(torch_device))
+    result = replace(result, predicted=counts.predicted, skipped=counts.skipped,
+                     outside=counts.outside, device=str(torch_device))
     return replace(finish(staging, target, plan, result), seconds=time.perf_counter() - started)
 
 
@@ -406,13 +285,14 @@ def staging_sink(plan: BlockPlan, volume, staging: Staging, target: OutputTarget
     return sink, record
 
 
-def predict_share(predict, plan: BlockPlan, volume, staging: Staging, target: OutputTarget,
-                  share: Iterable[int]) -> tuple[int, int]:
+def predict_share(predict: Predictor, plan: BlockPlan, volume, staging: Staging,
+                  target: OutputTarget, share: Iterable[int], mask: RoiMask | None = None,
+                  ) -> BlockCounts:
     """Predict this process's blocks into the staging array, recording each one durably after
-    its data is written and fsynced. Returns (predicted, skipped)."""
+    its data is written and fsynced (in the writer thread)."""
     sink, record = staging_sink(plan, volume, staging, target)
     return predict_blocks(predict, plan, ZyxView(volume), sink, str(volume.uri), share,
-                          staging.is_done, record)
+                          staging.is_done, record, mask)
 
 
 def finish(staging: Staging, target: OutputTarget, plan: BlockPlan,
