@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from .basicunet import HookedBasicUNet
 from .resunet import DEFAULT_FEATURES, ResUNet
 from .unet import UNet
 
@@ -23,7 +24,17 @@ def build_resunet(spatial_dims: int, in_channels: int = 1, num_classes: int = 2,
     return ResUNet(spatial_dims, in_channels, num_classes, features, norm, pool or None, dropout)
 
 
-MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {"unet": build_unet, "resunet": build_resunet}
+def build_basicunet(spatial_dims: int, in_channels: int = 1, num_classes: int = 2,
+                    features=(32, 32, 64, 128, 256, 32), norm: str = "instance", pool=None,
+                    dropout: float = 0.0) -> nn.Module:
+    """MONAI's BasicUNet with a stage hook (:mod:`.basicunet`); pooling is always 2."""
+    if pool:
+        raise ValueError("basicunet pools by 2 on every axis; leave model.pool empty")
+    return HookedBasicUNet(spatial_dims, in_channels, num_classes, features, norm, dropout)
+
+
+MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "unet": build_unet, "resunet": build_resunet, "basicunet": build_basicunet}
 
 
 def build_model(name: str, spatial_dims: int, **options) -> nn.Module:

@@ -215,7 +215,7 @@ def test_bad_choice_lists_allowed_values(section, key, value, allowed):
 @pytest.mark.parametrize("section,key,value,lengths", [
     ("data", "patch_size", [64, 64, 64, 64], "2 or 3 entries"),
     ("data", "patch_size", [64], "2 or 3 entries"),
-    ("model", "features", [2, 2, 2, 2], "5 entries"),
+    ("model", "features", [2, 2, 2, 2], "5 or 6 entries"),
     ("method", "block_size", [8], "2 or 3 entries"),
 ])
 def test_wrong_list_length_names_key_and_value(section, key, value, lengths):

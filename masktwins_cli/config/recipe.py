@@ -174,6 +174,13 @@ def check_consistency(recipe: Recipe) -> None:
     if pool and (dims != 3 or len(pool) != 4 or any(len(p) != 3 or min(p) < 1 for p in pool)):
         raise MaskTwinsError(f"recipe key 'model.pool' = {[list(p) for p in pool]}: expected four "
                              "[z, y, x] kernels of positive integers, and only for spatial_dims = 3")
+    wanted = 6 if recipe.model.name == "basicunet" else 5
+    if len(recipe.model.features) != wanted:
+        raise MaskTwinsError(f"recipe key 'model.features' = {list(recipe.model.features)}: "
+                             f"model.name = {recipe.model.name!r} takes {wanted} widths")
+    if pool and recipe.model.name == "basicunet":
+        raise MaskTwinsError("recipe key 'model.pool': basicunet pools by 2 on every axis; "
+                             "leave it empty")
     factors = down_factors(recipe.model)
     for key, size in (("data.patch_size", recipe.data.patch_size),
                       ("infer.window", recipe.infer.window)):

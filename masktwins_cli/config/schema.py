@@ -54,14 +54,16 @@ class ModelSection:
     task: str = doc("segmentation (softmax classes, labels volume) or synapse (2 sigmoid channels "
                     "pre/post, point-table labels as cube targets)", "segmentation",
                     choices=("segmentation", "synapse"))
-    name: str = doc("network from the registry: unet (five-stage U-Net) or resunet (isotropic "
-                    "residual U-Net, the synapse network)", "unet", choices=("unet", "resunet"))
+    name: str = doc("network from the registry: unet (five-stage U-Net), resunet (isotropic "
+                    "residual U-Net, the synapse network) or basicunet (MONAI BasicUNet, six "
+                    "features)", "unet", choices=("unet", "resunet", "basicunet"))
     spatial_dims: int = doc("2 (slice by slice) or 3 (volumetric)", 2, choices=(2, 3))
     in_channels: int = doc("input channels (single-channel EM)", 1, choices=(1,))
     num_classes: int = doc("output classes (softmax); 2 = background / mitochondria; "
                            "synapse: the 2 sigmoid channels (pre, post)", 2, min=2, max=255)
-    features: tuple = doc("channels of the five U-Net stages (resunet: residual stages)",
-                          (16, 32, 64, 128, 256), length=(5,), min=1, integer=True)
+    features: tuple = doc("channels of the five U-Net stages (resunet: residual stages; "
+                          "basicunet: six, the five stages and the last up-sampling)",
+                          (16, 32, 64, 128, 256), length=(5, 6), min=1, integer=True)
     norm: str = doc("normalisation layer", "instance", choices=("instance", "batch"))
     pool: tuple = doc("3D only: pooling kernel per down step, e.g. [[1,2,2],[1,2,2],[2,2,2],[2,2,2]] "
                       "for anisotropic data; empty = 2 on every axis", (), length=(0, 4), min=1,
