@@ -128,6 +128,10 @@ class TrainSection:
     warmup_iterations: int = doc("linear learning-rate warm-up", 0, min=0)
     grad_clip: float = doc("clip the gradient norm to this value (0 = off)", 0.0, min=0.0)
     amp: bool = doc("mixed precision (bf16 autocast) on GPU; ignored on CPU", True)
+    channels_last: bool = doc("channels-last memory format for networks and batches on GPU "
+                              "(faster bf16 convolutions); ignored on CPU", True)
+    compile: bool = doc("torch.compile the training forwards (student, teacher): slower first "
+                        "steps while it compiles, then faster; for long runs", False)
     seed: int = doc("seed of every random choice (data, masks, initialisation)", 0, min=0)
     device: str = doc("auto (GPU when there is one), cpu or cuda", "auto", choices=("auto", "cpu", "cuda"))
     threads: int = doc("CPU threads for torch (0 = torch's default)", 0, min=0)

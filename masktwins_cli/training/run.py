@@ -68,16 +68,27 @@ class RunState:
 def _optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
     t = recipe.train
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    fused = next(model.parameters()).device.type == "cuda"  # one kernel for the whole update
+    return cls(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused or None)
+
+
+def memory_format(recipe: Recipe, device: torch.device) -> torch.memory_format:
+    """channels_last (2-D) or channels_last_3d (3-D) on CUDA with ``train.channels_last``;
+    else contiguous."""
+    if device.type != "cuda" or not recipe.train.channels_last:
+        return torch.contiguous_format
+    return torch.channels_last_3d if recipe.model.spatial_dims == 3 else torch.channels_last
 
 
 def _batch(data: TrainingData, recipe: Recipe, state: RunState, device: torch.device) -> Batch:
+    layout = memory_format(recipe, device)
     images, labels = data.source.sample(recipe.train.batch_size, state.data_rng)
     target = None
     if data.target is not None:
         target, _ = data.target.sample(recipe.train.target_batch_size, state.data_rng)
-        target = torch.from_numpy(target).to(device)
-    return Batch(torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device), target)
+        target = torch.from_numpy(target).to(device, non_blocking=True, memory_format=layout)
+    return Batch(torch.from_numpy(images).to(device, non_blocking=True, memory_format=layout),
+                 torch.from_numpy(labels).to(device, non_blocking=True), target)
 
 
 def _rng_payload(state: RunState) -> dict:
@@ -144,10 +155,27 @@ class Run:
     dist: Distributed = field(default_factory=Distributed)
     ddp: torch.nn.Module | None = None
 
+    compiled: dict = field(default_factory=dict)
+
     @property
     def student(self) -> torch.nn.Module:
         """The module the training forwards and the optimiser step go through."""
-        return self.ddp if self.ddp is not None else self.model
+        return self._forward("student", self.ddp if self.ddp is not None else self.model)
+
+    @property
+    def labeler(self) -> torch.nn.Module:
+        """The pseudo-labelling network: the EMA teacher, or the student itself without EMA."""
+        if self.teacher is None:
+            return self._forward("self-labeler", self.model)
+        return self._forward("teacher", self.teacher)
+
+    def _forward(self, name: str, module: torch.nn.Module) -> torch.nn.Module:
+        """``module``, torch.compile'd once when ``train.compile`` is on (weights stay shared)."""
+        if not self.recipe.train.compile:
+            return module
+        if name not in self.compiled:
+            self.compiled[name] = torch.compile(module)
+        return self.compiled[name]
 
     def losses(self, step: int) -> dict[str, torch.Tensor]:
         r = self.recipe
@@ -155,9 +183,8 @@ class Run:
         batch = _batch(self.data, r, self.state, self.device)
         weights = (torch.tensor(r.method.class_weights, dtype=torch.float32, device=self.device)
                    if r.method.class_weights else None)
-        labeler = self.teacher if self.teacher is not None else self.model
         with autocast_for(self.device, r.train.amp):
-            return masktwins_losses(self.student, labeler, batch, r.method, self.state.mask_generator,
+            return masktwins_losses(self.student, self.labeler, batch, r.method, self.state.mask_generator,
                                     weights, batched_views=r.model.norm == "instance",
                                     task=r.model.task)
 
@@ -231,7 +258,7 @@ def build_run(recipe: Recipe, out: Path, ctx: Distributed | None = None,
     seed = recipe.train.seed
     torch.manual_seed(seed)
     data = open_training_data(recipe)
-    model = build_from_recipe(recipe).to(device)
+    model = build_from_recipe(recipe).to(device, memory_format=memory_format(recipe, device))
     teacher = make_teacher(model) if recipe.method.adapt and recipe.method.ema else None
     if ctx.rank:
         torch.manual_seed(ctx.seed(seed))  # dropout differs per rank; rank 0 keeps its stream
