@@ -49,7 +49,7 @@ SCALES = {
     "gpu": {"size": 512, "window": 96, "batch": 4, "features": (32, 32, 64, 128, 256, 32),
             "rss": (512, 1024), "rss_features": (32, 32, 64, 128, 256, 32)},
     "cpu": {"size": 96, "window": 64, "batch": 2, "features": (32, 32, 64, 128, 256, 32),
-            "rss": (128, 256), "rss_features": (4, 4, 8, 8, 16, 4)},
+            "rss": (160, 320), "rss_features": (4, 4, 8, 8, 16, 4)},
 }
 
 

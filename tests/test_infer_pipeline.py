@@ -47,6 +47,21 @@ def test_windows_equal_monai_sliding_window_inference(shape, dims, window):
     np.testing.assert_allclose(ours, reference.numpy(), atol=1e-6)
 
 
+def test_raw_voxels_of_any_byte_order_are_normalised_on_the_device():
+    from masktwins_cli.inference.windows import WindowSettings, predict_box
+
+    net = small_net(2)
+    raw = np.random.default_rng(2).integers(0, 4000, (2, 16, 16)).astype(">u2")
+    settings = WindowSettings(2, (16, 16), 0.25, 2, "gaussian")
+    inner = (slice(0, 2), slice(0, 16), slice(0, 16))
+    positions = [(0, 0, 0), (1, 0, 0)]
+    big = predict_box(net, raw, ((0, 0),) * 3, positions, inner, settings, torch.device("cpu"),
+                      2000.0, 1000.0)
+    floats = (raw.astype(np.float32) - 2000.0) / 1000.0
+    expected = predict_block(net, floats, 2, (16, 16), 0.25, 2, "gaussian", torch.device("cpu"))
+    np.testing.assert_allclose(big, expected, atol=1e-6)
+
+
 @pytest.mark.parametrize("dims", [2, 3])
 def test_flip_tta_is_the_mean_over_every_flip(dims):
     assert len(flips_for(dims, True)) == 2 ** dims and flips_for(dims, False) == [()]

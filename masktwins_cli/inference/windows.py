@@ -219,6 +219,8 @@ def predict_box(model: nn.Module, raw: np.ndarray, pad: Sequence[tuple[int, int]
     """
     if any(p != (0, 0) for p in pad):
         raw = np.pad(raw, pad, mode="reflect")
+    if not raw.dtype.isnative:  # e.g. big-endian TIFF or HDF5: torch takes native order only
+        raw = raw.astype(raw.dtype.newbyteorder("="))
     tensor = torch.from_numpy(np.ascontiguousarray(raw))
     if device.type == "cuda":
         tensor = tensor.pin_memory().to(device, non_blocking=True)
