@@ -17,9 +17,9 @@ truth, NoAdapt, MaskTwins). Exits 0 with a note when the data folder is absent.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
-import re
 import shutil
 import sys
 import time
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from masktwins_cli.bench_runs import all_runs, check_settings, chosen_methods, folder_name, run_once
 from masktwins_cli.comparison import (
     MethodSpec,
     TestVolume,
@@ -89,23 +90,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def chosen_methods(names: str) -> list[MethodSpec]:
-    """The methods named in ``names`` (comma-separated; empty = all), in table order."""
-    if not names:
-        return list(METHODS)
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
-    known = {m.name: m for m in METHODS}
-    unknown = [n for n in wanted if n not in known]
-    if unknown:
-        raise MaskTwinsError(f"--methods: unknown {unknown[0]!r}; known: {', '.join(known)}")
-    return [m for m in METHODS if m.name in wanted]
-
-
-def folder_name(method: str) -> str:
-    """A run folder name from a method name: 'MaskTwins w/o EMA' -> 'masktwins_wo_ema'."""
-    return re.sub(r"[^a-z0-9]+", "_", method.lower().replace("w/o", "wo")).strip("_")
-
-
 def prepare_data(data: Path, out: Path) -> Path:
     """Canonical zarr volumes under ``out`` (the recipe's data.root): vnc3.zarr, cdeep3m/."""
     prepare_preset("vnc3", data / "vnc3", out / "vnc3.zarr",
@@ -113,47 +97,6 @@ def prepare_data(data: Path, out: Path) -> Path:
     prepare_preset("cdeep3m", data / "cdeep3m", out / "cdeep3m",
                    voxel_size=f"50,{PIXEL_NM},{PIXEL_NM}")
     return out
-
-
-def check_settings(path: Path, common: list[str]) -> dict:
-    """The settings every run of OUT shares (scale overrides + --set); an OUT made with other
-    settings is refused, so runs of one table never mix settings."""
-    settings = {"overrides": common}
-    if path.exists():
-        earlier = json.loads(path.read_text())
-        if earlier != settings:
-            raise MaskTwinsError(f"{path.parent} holds runs made with other settings "
-                                 f"{earlier['overrides']}: pass --overwrite or another --out")
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
-    return settings
-
-
-def finished_run(run_dir: Path) -> dict | None:
-    """The record of a run finished by an earlier call, or None."""
-    path = run_dir / "run.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def run_once(run_dir: Path, method: str, seed: int, overrides: list[str], test: TestVolume,
-             report) -> dict:
-    """The run record from run_dir/run.json when an earlier call finished it; else train, score
-    and store it (a run an earlier call left unfinished starts again)."""
-    finished = finished_run(run_dir)
-    if finished is not None:
-        print(f">> {method} seed {seed}: finished earlier (IoU {finished['iou']:.3f})", flush=True)
-        return finished
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run = {"method": method, "seed": seed,
-           **train_and_score(RECIPE, overrides, run_dir, test, f"{method} seed {seed}", report)}
-    write_text_atomic(run_dir / "run.json", json.dumps(run, indent=2) + "\n")
-    return run
-
-
-def earlier_runs(out: Path) -> list[dict]:
-    """Every finished run under OUT (seed*/*/run.json)."""
-    return [json.loads(p.read_text()) for p in sorted(out.glob("seed*/*/run.json"))]
 
 
 def write_figure(out: Path, runs: list[dict], test: TestVolume, seed: int) -> Path | None:
@@ -173,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "vnc3").is_dir() or not (args.data / "cdeep3m").is_dir():
         print(f"skipped: {args.data} has no vnc3/ and cdeep3m/ (the real EM stacks of ../shared/data)")
         return 0
-    methods = chosen_methods(args.methods)
+    methods = chosen_methods(args.methods, METHODS)
     common = [*SCALES[args.scale], *args.overrides]
     load_recipe(RECIPE, common)  # bad overrides fail before any work
     if args.out.exists() and args.overwrite:
@@ -193,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
                 run_dir = args.out / f"seed{seed}" / folder_name(method.name)
                 overrides = [f"data.root={quoted(root)}", f"train.seed={seed}", *common,
                              *method.overrides]
-                runs.append(run_once(run_dir, method.name, seed, overrides, test, stages.update))
-    runs += [run for run in earlier_runs(args.out) if (run["method"], run["seed"]) not in
-             {(r["method"], r["seed"]) for r in runs}]
-    runs.sort(key=lambda r: (r["seed"], [m.name for m in METHODS].index(r["method"])))
+                work = functools.partial(train_and_score, RECIPE, overrides, run_dir, test,
+                                         f"{method.name} seed {seed}", stages.update)
+                runs.append(run_once(run_dir, method.name, seed, work))
+    runs = all_runs(args.out, runs, METHODS)
     summary = summarise(runs, [m.name for m in METHODS])
     device = runs[0]["device"]
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "CPU"

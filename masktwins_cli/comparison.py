@@ -21,6 +21,7 @@ from .inference.predict import infer_volume
 from .training.run import train
 
 METRICS = ("iou", "f1", "mcc", "ap")
+METRIC_HEADERS = ("IoU", "F1", "MCC", "mAP")
 Report = Callable[..., None]
 
 
@@ -47,29 +48,38 @@ def quoted(value: str | Path) -> str:
     return json.dumps(str(value))
 
 
+def segmentation_scores(prediction: str, test: TestVolume) -> dict:
+    """IoU, F1, MCC and AP of a foreground probability volume against ``test.labels``."""
+    scores = evaluate(prediction, test.labels).scores
+    return {m: getattr(scores, m) for m in METRICS}
+
+
 def train_and_score(recipe_path: str | Path, overrides: Sequence[str], run_dir: Path,
-                    test: TestVolume, label: str, report: Report) -> dict:
+                    test: TestVolume, label: str, report: Report,
+                    scorer: Callable[[str, TestVolume], dict] = segmentation_scores) -> dict:
     """Train with ``recipe_path`` + ``overrides`` into ``run_dir``, predict ``test.raw`` into
-    ``run_dir/prediction.zarr/probabilities`` and score it.
+    ``run_dir/prediction.zarr/probabilities`` and score it with ``scorer(prediction, test)``.
 
     Returns one run record: train and infer wall time (s), the device, the last logged training
-    record (loss terms, confident fraction) and the scores (iou, f1, mcc, ap; ap None when the
-    test volume has no foreground).
+    record (loss terms, confident fraction) and the scores (default: iou, f1, mcc, ap; ap None
+    when the test volume has no foreground).
     """
     recipe = load_recipe(recipe_path, [*overrides, f"train.output_dir={quoted(run_dir)}"])
     report(f"training {label} ({recipe.train.iterations} iterations)")
     trained = train(recipe, report=lambda step, total, rec: report(label, step, total, rec))
     prediction = str(run_dir / "prediction.zarr" / "probabilities")
     inferred = infer_volume(trained.last_checkpoint, test.raw, prediction, overwrite=True)
-    scores = evaluate(prediction, test.labels).scores
-    report(f"{label}: IoU {scores.iou:.3f} F1 {scores.f1:.3f}")
+    scores = scorer(prediction, test)
+    report(f"{label}: " + " ".join(f"{k} {v:.3f}" for k, v in scores.items()
+                                   if isinstance(v, float)))
     final = {k: v for k, v in trained.final_record.items() if isinstance(v, (int, float))}
     return {"train_seconds": round(trained.seconds, 1), "infer_seconds": round(inferred.seconds, 1),
             "device": trained.device, "iterations": trained.iterations, "final_record": final,
-            "prediction": prediction, **{m: getattr(scores, m) for m in METRICS}}
+            "prediction": prediction, **scores}
 
 
-def summarise(runs: Sequence[dict], methods: Sequence[str]) -> list[dict]:
+def summarise(runs: Sequence[dict], methods: Sequence[str],
+              metrics: Sequence[str] = METRICS) -> list[dict]:
     """Per method (in ``methods`` order): number of seeds, mean train time and the mean and
     population standard deviation of every metric (None values, e.g. undefined AP, skipped)."""
     rows = []
@@ -79,7 +89,7 @@ def summarise(runs: Sequence[dict], methods: Sequence[str]) -> list[dict]:
             continue
         row = {"method": method, "seeds": len(mine),
                "train_seconds": statistics.mean(r["train_seconds"] for r in mine)}
-        for metric in METRICS:
+        for metric in metrics:
             values = [r[metric] for r in mine if r[metric] is not None]
             row[metric] = {"mean": statistics.mean(values) if values else float("nan"),
                            "std": statistics.pstdev(values) if len(values) > 1 else 0.0}
@@ -87,12 +97,13 @@ def summarise(runs: Sequence[dict], methods: Sequence[str]) -> list[dict]:
     return rows
 
 
-def markdown_table(summary: Sequence[dict], title: str) -> str:
+def markdown_table(summary: Sequence[dict], title: str, metrics: Sequence[str] = METRICS,
+                   headers: Sequence[str] = METRIC_HEADERS) -> str:
     """The summary as a Markdown table: mean ± std over seeds, seed count, train seconds."""
-    lines = [title, "", "| method | seeds | IoU | F1 | MCC | mAP | train s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [title, "", "| method | seeds | " + " | ".join(headers) + " | train s |",
+             "|---|---|" + "---|" * len(metrics) + "---|"]
     for row in summary:
-        cells = [_cell(row[m]) for m in METRICS]
+        cells = [_cell(row[m]) for m in metrics]
         lines.append(f"| {row['method']} | {row['seeds']} | " + " | ".join(cells)
                      + f" | {row['train_seconds']:.0f} |")
     return "\n".join(lines) + "\n"

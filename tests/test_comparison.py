@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from masktwins_cli.bench_runs import chosen_methods, folder_name
 from masktwins_cli.comparison import gap_closed, markdown_table, summarise
 from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.evaluation.figures import comparison_figure, comparison_panels, write_comparison_figure
@@ -77,12 +78,13 @@ def _bench_module():
 
 def test_real_bench_method_selection_and_folder_names():
     bench = _bench_module()
-    assert [m.name for m in bench.chosen_methods("MaskTwins, NoAdapt")] == ["NoAdapt", "MaskTwins"]
+    names = [m.name for m in chosen_methods("MaskTwins, NoAdapt", bench.METHODS)]
+    assert names == ["NoAdapt", "MaskTwins"]
     with pytest.raises(MaskTwinsError, match="unknown 'Nope'"):
-        bench.chosen_methods("Nope")
-    assert bench.folder_name("MaskTwins w/o EMA") == "masktwins_wo_ema"
-    assert bench.folder_name("MIC (single mask)") == "mic_single_mask"
-    assert len({bench.folder_name(m.name) for m in bench.METHODS}) == len(bench.METHODS)
+        chosen_methods("Nope", bench.METHODS)
+    assert folder_name("MaskTwins w/o EMA") == "masktwins_wo_ema"
+    assert folder_name("MIC (single mask)") == "mic_single_mask"
+    assert len({folder_name(m.name) for m in bench.METHODS}) == len(bench.METHODS)
 
 
 def test_real_bench_skips_with_a_reason_without_data(tmp_path, capsys):
