@@ -17,9 +17,7 @@ truth, NoAdapt, MaskTwins). Exits 0 with a note when the data folder is absent.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import platform
 import shutil
 import sys
 import time
@@ -27,13 +25,18 @@ from pathlib import Path
 
 import torch
 
-from masktwins_cli.bench_runs import all_runs, check_settings, chosen_methods, folder_name, run_once
+from masktwins_cli.bench_runs import (
+    add_table_arguments,
+    check_settings,
+    chosen_methods,
+    device_of,
+    run_table,
+)
 from masktwins_cli.comparison import (
     MethodSpec,
     TestVolume,
     gap_closed,
     markdown_table,
-    quoted,
     summarise,
     train_and_score,
 )
@@ -76,17 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
                         help="folder with vnc3/ and cdeep3m/ (default ../shared/data)")
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "real_mito")
-    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--all-seeds", action="store_true",
-                        help="run the ablation rows and Oracle for every seed too")
-    parser.add_argument("--methods", default="", help="comma-separated subset of method names")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="recipe override for every run (repeatable)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start OUT afresh (default: keep the finished runs of an earlier "
-                             "call with the same --scale and --set, and run the missing ones)")
+    add_table_arguments(parser, SCALES, REPO / "runs" / "real_mito")
     return parser.parse_args(argv)
 
 
@@ -127,22 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         prepare_data(args.data, root)
     test = TestVolume(str(root / "cdeep3m" / "validation.zarr" / "raw"),
                       str(root / "cdeep3m" / "validation.zarr" / "labels"))
-    runs, started = [], time.perf_counter()
+    started = time.perf_counter()
     with StageLog() as stages:
-        for seed in args.seeds:
-            for method in methods:
-                if seed != args.seeds[0] and not method.every_seed and not args.all_seeds:
-                    continue
-                run_dir = args.out / f"seed{seed}" / folder_name(method.name)
-                overrides = [f"data.root={quoted(root)}", f"train.seed={seed}", *common,
-                             *method.overrides]
-                work = functools.partial(train_and_score, RECIPE, overrides, run_dir, test,
-                                         f"{method.name} seed {seed}", stages.update)
-                runs.append(run_once(run_dir, method.name, seed, work))
-    runs = all_runs(args.out, runs, METHODS)
+        runs = run_table(args, methods, METHODS, common, lambda seed: (root, test),
+                         lambda run_dir, overrides, test_volume, label: train_and_score(
+                             RECIPE, overrides, run_dir, test_volume, label, stages.update),
+                         stages.update)
     summary = summarise(runs, [m.name for m in METHODS])
-    device = runs[0]["device"]
-    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "CPU"
+    device, gpu = device_of(runs)
     meta = {"scale": args.scale, **settings, "seeds": sorted({r["seed"] for r in runs}), "device": device,
             "device_name": gpu, "torch_threads": torch.get_num_threads(),
             "wall_seconds": round(time.perf_counter() - started, 1),

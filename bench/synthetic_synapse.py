@@ -18,21 +18,18 @@ Writes OUT/results.json and OUT/results.md; keeps finished runs between calls (s
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import platform
 import shutil
 import time
 from pathlib import Path
 
 import torch
 
-from masktwins_cli.bench_runs import all_runs, check_settings, chosen_methods, folder_name, run_once
+from masktwins_cli.bench_runs import add_table_arguments, check_settings, chosen_methods, device_of, run_table
 from masktwins_cli.comparison import (
     MethodSpec,
     TestVolume,
     markdown_table,
-    quoted,
     summarise,
     train_and_score,
 )
@@ -67,15 +64,16 @@ SCALES = {
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "synthetic_synapse")
-    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--all-seeds", action="store_true", help="Oracle for every seed too")
-    parser.add_argument("--methods", default="", help="comma-separated subset of method names")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="recipe override for every run (repeatable)")
-    parser.add_argument("--overwrite", action="store_true", help="start OUT afresh")
+    add_table_arguments(parser, SCALES, REPO / "runs" / "synthetic_synapse")
     return parser.parse_args(argv)
+
+
+def seed_data(out: Path, seed: int) -> tuple[Path, TestVolume]:
+    """The synthetic synapse pair of ``seed`` under OUT/data (generated once) and its test volume."""
+    data = out / "data" / f"seed{seed}"
+    if not (data / "dataset.json").exists():
+        write_synapse_pair(data, seed=seed, overwrite=True)
+    return data, TestVolume(str(data / "target_test.zarr" / "raw"), str(data / "target_test_points.csv"))
 
 
 def synapse_scores(prediction: str, test: TestVolume) -> dict:
@@ -98,26 +96,14 @@ def main(argv=None) -> int:
     if args.out.exists() and args.overwrite:
         shutil.rmtree(args.out)
     settings = check_settings(args.out / "settings.json", common)
-    runs, started = [], time.perf_counter()
+    started = time.perf_counter()
     with StageLog() as stages:
-        for seed in args.seeds:
-            data = args.out / "data" / f"seed{seed}"
-            if not (data / "dataset.json").exists():
-                write_synapse_pair(data, seed=seed, overwrite=True)
-            test = TestVolume(str(data / "target_test.zarr" / "raw"), str(data / "target_test_points.csv"))
-            for method in methods:
-                if seed != args.seeds[0] and not method.every_seed and not args.all_seeds:
-                    continue
-                run_dir = args.out / f"seed{seed}" / folder_name(method.name)
-                overrides = [f"data.root={quoted(data)}", f"train.seed={seed}", *common,
-                             *method.overrides]
-                work = functools.partial(train_and_score, RECIPE, overrides, run_dir, test,
-                                         f"{method.name} seed {seed}", stages.update, synapse_scores)
-                runs.append(run_once(run_dir, method.name, seed, work))
-    runs = all_runs(args.out, runs, METHODS)
+        runs = run_table(args, methods, METHODS, common, lambda seed: seed_data(args.out, seed),
+                         lambda run_dir, overrides, test, label: train_and_score(
+                             RECIPE, overrides, run_dir, test, label, stages.update, synapse_scores),
+                         stages.update)
     summary = summarise(runs, [m.name for m in METHODS], METRICS)
-    device = runs[0]["device"]
-    name = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "CPU"
+    device, name = device_of(runs)
     meta = {"scale": args.scale, **settings, "seeds": sorted({r["seed"] for r in runs}),
             "device": device, "device_name": name, "torch_threads": torch.get_num_threads(),
             "wall_seconds": round(time.perf_counter() - started, 1)}

@@ -74,3 +74,54 @@ def all_runs(out: Path, runs: list[dict], methods: Sequence[MethodSpec]) -> list
     order = [m.name for m in methods]
     return sorted((r for r in merged if r["method"] in order),
                   key=lambda r: (r["seed"], order.index(r["method"])))
+
+
+def add_table_arguments(parser, scales: Sequence[str], default_out: Path) -> None:
+    """The options every table benchmark takes: --out, --scale, --seeds, --all-seeds, --methods,
+    --set, --overwrite."""
+    parser.add_argument("--out", type=Path, default=default_out)
+    parser.add_argument("--scale", choices=sorted(scales), default="cpu")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--all-seeds", action="store_true",
+                        help="run the rows marked first-seed-only (ablations, Oracle) for every seed")
+    parser.add_argument("--methods", default="", help="comma-separated subset of method names")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="recipe override for every run (repeatable)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start OUT afresh (default: keep the finished runs of an earlier "
+                             "call with the same --scale and --set, and run the missing ones)")
+
+
+def run_table(args, methods: Sequence[MethodSpec], every_method: Sequence[MethodSpec],
+              common: list[str], seed_setup: Callable[[int], tuple[Path, object]],
+              train_and_score: Callable[..., dict], report) -> list[dict]:
+    """Train and score every (seed, method) of a table: ``seed_setup(seed)`` gives the data root
+    and test volume of a seed; ``train_and_score(run_dir, overrides, test, label)`` one run.
+    Runs a method marked ``every_seed=False`` for the first seed only unless ``args.all_seeds``.
+    Returns every finished run under ``args.out`` (this call's and earlier ones)."""
+    runs = []
+    for seed in args.seeds:
+        root, test = seed_setup(seed)
+        for method in methods:
+            if seed != args.seeds[0] and not method.every_seed and not args.all_seeds:
+                continue
+            run_dir = args.out / f"seed{seed}" / folder_name(method.name)
+            overrides = [f"data.root={json.dumps(str(root))}", f"train.seed={seed}", *common,
+                         *method.overrides]
+            label = f"{method.name} seed {seed}"
+            runs.append(run_once(run_dir, method.name, seed,
+                                 lambda d=run_dir, o=overrides, t=test, b=label:
+                                 train_and_score(d, o, t, b)))
+    return all_runs(args.out, runs, every_method)
+
+
+def device_of(runs: Sequence[dict]) -> tuple[str, str]:
+    """(device, its name) of the runs: the GPU's name, or the processor's."""
+    import platform
+
+    import torch
+
+    device = runs[0]["device"]
+    if device.startswith("cuda"):
+        return device, torch.cuda.get_device_name(0)
+    return device, platform.processor() or "CPU"
