@@ -81,3 +81,12 @@ def test_pseudo_labels_threshold_and_quality():
     labels, weights, quality = pseudo_labels(logits, "quality", 0.7, 0.968)
     assert quality.item() == pytest.approx(0.25)  # only 0.99 is above tau
     assert torch.allclose(weights, torch.full((1, 4), 0.25))
+
+
+def test_pseudo_foreground_is_the_weighted_share_of_foreground_labels():
+    from masktwins_cli.training.step import pseudo_foreground
+
+    labels = torch.tensor([[0, 1, 1, 2]])
+    weights = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
+    assert pseudo_foreground(labels, weights).item() == pytest.approx(2 / 3)
+    assert pseudo_foreground(labels, torch.zeros_like(weights)).item() == 0.0

@@ -31,7 +31,8 @@ def test_all_loss_terms_logged_and_checkpoint_round_trip(tmp_path, data):
     records = read_log(result.output_dir / "log.jsonl")
     steps = [r for r in records if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
-    for key in ("loss", "loss_sup", "loss_cl", "loss_cm", "confident_fraction", "lr"):
+    for key in ("loss", "loss_sup", "loss_cl", "loss_cm", "confident_fraction", "pseudo_foreground",
+                "lr"):
         assert all(key in r for r in steps), key
     payload = load_checkpoint(result.last_checkpoint)
     assert payload["step"] == 4

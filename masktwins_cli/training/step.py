@@ -78,10 +78,19 @@ def objective_for(task: str, method, class_weights: torch.Tensor | None = None) 
     def softmax_pseudo(logits):
         labels, weights, confident = pseudo_labels(logits, method.confidence,
                                                    method.confidence_threshold, method.quality_tau)
-        return labels, weights, {"confident_fraction": confident}
+        return labels, weights, {"confident_fraction": confident,
+                                 "pseudo_foreground": pseudo_foreground(labels, weights)}
 
     return Objective(lambda lg, y: supervised_loss(lg, y, class_weights), softmax_pseudo,
                      lambda views, y, w: twin_cross_entropy(views, y, w, method.lambda_cl), "softmax")
+
+
+def pseudo_foreground(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Share of the weighted pseudo-labels that are foreground (any class > 0), a 0-d tensor:
+    a run drifting towards all-background pseudo-labels (confirmation bias) shows it falling."""
+    total = weights.sum()
+    return torch.where(total > 0, (weights * (labels > 0)).sum() / total.clamp_min(1e-12),
+                       torch.zeros_like(total))
 
 
 def student_views(student: nn.Module, views: list[torch.Tensor], batched: bool) -> list[torch.Tensor]:
@@ -106,8 +115,8 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
         batched_views: predict all views in one forward (instance norm makes this exact).
         task: ``segmentation`` or ``synapse`` (see :func:`objective_for`).
 
-    Returns keys: loss, loss_sup, and when adapting loss_cl, loss_cm, confident_fraction (for
-    synapse also confident_pre, confident_post).
+    Returns keys: loss, loss_sup, and when adapting loss_cl, loss_cm, confident_fraction, and
+    pseudo_foreground (segmentation) or confident_pre, confident_post (synapse).
     """
     objective = objective_for(task, method, class_weights)
     if not method.adapt or batch.target is None:
