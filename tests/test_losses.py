@@ -90,3 +90,20 @@ def test_pseudo_foreground_is_the_weighted_share_of_foreground_labels():
     weights = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
     assert pseudo_foreground(labels, weights).item() == pytest.approx(2 / 3)
     assert pseudo_foreground(labels, torch.zeros_like(weights)).item() == 0.0
+
+
+def test_class_balanced_pseudo_labels_keep_the_most_confident_share_of_each_class():
+    # 8 voxels: 6 predicted background (confidence 0.99 ... 0.74), 2 foreground (0.9, 0.6)
+    p_fg = torch.tensor([0.01, 0.02, 0.05, 0.1, 0.2, 0.26, 0.9, 0.6])
+    logits = torch.log(torch.stack([1 - p_fg, p_fg]))[None]  # (1, 2, 8)
+    labels, weights, kept = pseudo_labels(logits, "class_balanced", 0.7, 0.968, keep=0.5)
+    assert labels.tolist() == [[0, 0, 0, 0, 0, 0, 1, 1]]
+    # background: the 3 most confident of 6; foreground: the more confident of 2
+    assert weights.tolist() == [[1, 1, 1, 0, 0, 0, 1, 0]] and kept.item() == pytest.approx(0.5)
+    # a global delta = 0.7 would keep every background voxel and only one foreground one
+    _, global_weights, _ = pseudo_labels(logits, "threshold", 0.7, 0.968)
+    assert global_weights.tolist() == [[1, 1, 1, 1, 1, 1, 1, 0]]
+    _, all_kept, _ = pseudo_labels(logits, "class_balanced", 0.7, 0.968, keep=1.0)
+    assert all_kept.min().item() == 1.0
+    _, one_each, _ = pseudo_labels(logits, "class_balanced", 0.7, 0.968, keep=0.01)
+    assert one_each.tolist() == [[1, 0, 0, 0, 0, 0, 1, 0]]  # at least one voxel per class

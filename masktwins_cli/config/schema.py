@@ -93,9 +93,13 @@ class MethodSection:
     ema: bool = doc("EMA teacher makes the pseudo-labels (false = the student labels itself)", True)
     ema_alpha: float = doc("[alpha] EMA decay; warm-up alpha_t = min(1 - 1/(t+1), alpha)", 0.999,
                            min=0.0, lt=1.0)
-    confidence: str = doc("pseudo-label confidence handling: per-pixel threshold delta, or the "
-                          "DAFormer quality weight (fraction of pixels above tau)", "threshold",
-                          choices=("threshold", "quality"))
+    confidence: str = doc("pseudo-label confidence handling: per-pixel threshold delta, the "
+                          "DAFormer quality weight (fraction of pixels above tau), or "
+                          "class_balanced (CBST: per batch and predicted class, keep the "
+                          "class_balanced_keep most confident share)", "threshold",
+                          choices=("threshold", "quality", "class_balanced"))
+    class_balanced_keep: float = doc("share of each predicted class's voxels kept as pseudo-labels "
+                                     "with confidence = class_balanced", 0.5, gt=0.0, max=1.0)
     confidence_threshold: float = doc("[delta] pixels whose teacher confidence is below it are "
                                       "ignored (segmentation)", 0.7, min=0.0, lt=1.0)
     synapse_thresholds: tuple = doc("[delta_pre, delta_post] synapse pseudo-labels per channel: teacher "

@@ -6,6 +6,11 @@ Two ways of handling confidence (paper section 4.3 and the authors' DAFormer bas
   (the voxel is ignored). EM default delta = 0.7.
 - ``quality``: every voxel gets the same weight q = fraction of the batch's voxels whose top
   probability is >= tau (DAFormer, tau = 0.968), as in the authors' released code.
+- ``class_balanced``: class-balanced selection (CBST, Zou et al., ECCV 2018): per batch and per
+  predicted class, the ``keep`` share of its voxels with the highest top probability get weight
+  1, the rest 0. A global delta keeps nearly every background voxel of a rare-foreground volume,
+  including uncertain ones at missed objects, which self-training then pushes further towards
+  background; a per-class quantile drops the least certain part of every class alike.
 """
 
 from __future__ import annotations
@@ -14,18 +19,20 @@ import torch
 
 
 def pseudo_labels(teacher_logits: torch.Tensor, confidence: str, threshold: float,
-                  tau: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  tau: float, keep: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Hard labels, loss weights and the confident fraction.
 
     Args:
         teacher_logits: (B, C, *spatial) raw scores.
-        confidence: ``threshold`` or ``quality``.
+        confidence: ``threshold``, ``quality`` or ``class_balanced``.
         threshold: delta, for ``threshold``.
         tau: confidence level, for ``quality``.
+        keep: share of each predicted class kept, for ``class_balanced``, in (0, 1].
 
     Returns:
         labels (B, *spatial) int64, weights (B, *spatial) float32 in [0, 1], and a 0-d tensor: the
-        fraction of voxels above delta (``threshold``) or tau (``quality``).
+        fraction of voxels above delta (``threshold``), tau (``quality``) or kept
+        (``class_balanced``).
     """
     probs = torch.softmax(teacher_logits.float(), dim=1)
     top, labels = probs.max(dim=1)
@@ -35,7 +42,26 @@ def pseudo_labels(teacher_logits: torch.Tensor, confidence: str, threshold: floa
     if confidence == "quality":
         quality = (top >= tau).float().mean()
         return labels, torch.full_like(top, 1.0) * quality, quality
+    if confidence == "class_balanced":
+        weights = class_balanced_selection(top, labels, probs.shape[1], keep).float()
+        return labels, weights, weights.mean()
     raise ValueError(f"unknown confidence mode {confidence!r}")
+
+
+def class_balanced_selection(top: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                             keep: float) -> torch.Tensor:
+    """bool, ``labels``' shape: per class c, the voxels labelled c whose ``top`` probability is
+    at least the (1 - keep) quantile of that class's (ties at the cut all kept)."""
+    selected = torch.zeros_like(labels, dtype=torch.bool)
+    for c in range(num_classes):
+        members = labels == c
+        count = int(members.sum())
+        if count == 0:
+            continue
+        dropped = min(count - 1, int(count * (1.0 - keep)))  # at least one voxel stays
+        cut = torch.kthvalue(top[members], dropped + 1).values if dropped > 0 else top.new_tensor(-1.0)
+        selected |= members & (top >= cut)
+    return selected
 
 
 def sigmoid_pseudo_labels(teacher_logits: torch.Tensor, thresholds,

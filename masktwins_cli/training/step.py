@@ -77,7 +77,8 @@ def objective_for(task: str, method, class_weights: torch.Tensor | None = None) 
 
     def softmax_pseudo(logits):
         labels, weights, confident = pseudo_labels(logits, method.confidence,
-                                                   method.confidence_threshold, method.quality_tau)
+                                                   method.confidence_threshold, method.quality_tau,
+                                                   method.class_balanced_keep)
         return labels, weights, {"confident_fraction": confident,
                                  "pseudo_foreground": pseudo_foreground(labels, weights)}
 
