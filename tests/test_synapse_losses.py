@@ -117,3 +117,18 @@ def test_consistency_on_sigmoid_probabilities():
     views = [torch.zeros(1, 2, 3), torch.full((1, 2, 3), math.log(3.0))]
     assert consistency_loss(views, "probabilities", "sigmoid").item() == pytest.approx(0.0625)
     assert consistency_loss(views, "logits", "sigmoid").item() == pytest.approx(math.log(3.0) ** 2)
+
+
+def test_class_balanced_sigmoid_pseudo_labels_keep_each_label_s_most_confident_share():
+    from masktwins_cli.method.pseudo_labels import sigmoid_pseudo_labels
+
+    p = torch.tensor([0.01, 0.1, 0.3, 0.4, 0.9, 0.6])
+    logits = torch.logit(torch.stack([p, p.flip(0)]))[None]  # (1, 2, 6): two channels
+    labels, valid, fractions = sigmoid_pseudo_labels(logits, (0.75, 0.65), keep=0.5)
+    assert labels[0, 0].tolist() == [0, 0, 0, 0, 1, 1]
+    # channel 0: negatives 0.01, 0.1 kept (most confident half of 4); positive 0.9 of 2
+    assert valid[0, 0].tolist() == [1, 1, 0, 0, 1, 0]
+    assert valid[0, 1].tolist() == [0, 1, 0, 0, 1, 1]
+    assert fractions.tolist() == pytest.approx([0.5, 0.5])
+    _, thresholded, _ = sigmoid_pseudo_labels(logits, (0.75, 0.65))
+    assert thresholded[0, 0].tolist() == [1, 1, 0, 0, 1, 0]

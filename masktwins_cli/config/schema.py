@@ -96,7 +96,8 @@ class MethodSection:
     confidence: str = doc("pseudo-label confidence handling: per-pixel threshold delta, the "
                           "DAFormer quality weight (fraction of pixels above tau), or "
                           "class_balanced (CBST: per batch and predicted class, keep the "
-                          "class_balanced_keep most confident share)", "threshold",
+                          "class_balanced_keep most confident share; synapse: per channel, "
+                          "instead of synapse_thresholds)", "threshold",
                           choices=("threshold", "quality", "class_balanced"))
     class_balanced_keep: float = doc("share of each predicted class's voxels kept as pseudo-labels "
                                      "with confidence = class_balanced", 0.5, gt=0.0, max=1.0)

@@ -64,7 +64,7 @@ def class_balanced_selection(top: torch.Tensor, labels: torch.Tensor, num_classe
     return selected
 
 
-def sigmoid_pseudo_labels(teacher_logits: torch.Tensor, thresholds,
+def sigmoid_pseudo_labels(teacher_logits: torch.Tensor, thresholds, keep: float | None = None,
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-channel hard labels and ignore mask for independent sigmoid channels.
 
@@ -72,12 +72,22 @@ def sigmoid_pseudo_labels(teacher_logits: torch.Tensor, thresholds,
         teacher_logits: (B, C, *spatial) raw scores, one independent channel each.
         thresholds: C numbers delta_c in [0.5, 1): p >= delta_c -> 1, p <= 1 - delta_c -> 0,
             otherwise ignored (valid 0). delta_c = 0.5 labels every voxel.
+        keep: class-balanced selection instead of the thresholds (None: thresholds): per
+            channel, p >= 0.5 -> 1 else 0, and of each label the ``keep`` share with the highest
+            confidence max(p, 1 - p) is valid (see :func:`class_balanced_selection`).
 
     Returns:
         labels (B, C, *spatial) float32 0/1, valid (B, C, *spatial) float32 0/1, and the
         confident fraction per channel, (C,) float32 (share of valid voxels).
     """
     probs = torch.sigmoid(teacher_logits.float())
+    if keep is not None:
+        labels = (probs >= 0.5).long()
+        confidence = torch.maximum(probs, 1.0 - probs)
+        valid = torch.stack([class_balanced_selection(confidence[:, c], labels[:, c], 2, keep)
+                             for c in range(probs.shape[1])], dim=1).float()
+        dims = [0, *range(2, probs.ndim)]
+        return labels.float(), valid, valid.mean(dim=dims)
     shape = (1, probs.shape[1]) + (1,) * (probs.ndim - 2)
     delta = torch.as_tensor(list(thresholds), dtype=probs.dtype, device=probs.device).reshape(shape)
     positive = probs >= delta

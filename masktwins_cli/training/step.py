@@ -65,7 +65,8 @@ def objective_for(task: str, method, class_weights: torch.Tensor | None = None) 
         rebalance = method.bce_weighting == "rebalance"
 
         def synapse_pseudo(logits):
-            labels, valid, fractions = sigmoid_pseudo_labels(logits, method.synapse_thresholds)
+            keep = method.class_balanced_keep if method.confidence == "class_balanced" else None
+            labels, valid, fractions = sigmoid_pseudo_labels(logits, method.synapse_thresholds, keep)
             extra = {f"confident_{name}": f for name, f in zip(SYNAPSE_CHANNELS, fractions)}
             return labels, valid, {"confident_fraction": fractions.mean(), **extra}
 
