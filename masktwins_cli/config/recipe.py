@@ -217,8 +217,9 @@ def check_task(recipe: Recipe) -> None:
          "model.task = 'synapse' takes point labels: use data.source_points"),
         (bool(method.class_weights), "method.class_weights", list(method.class_weights),
          "softmax class weights do not apply to synapse (see method.bce_weighting)"),
-        (method.confidence != "threshold", "method.confidence", method.confidence,
-         "synapse pseudo-labels use per-channel thresholds (method.synapse_thresholds)"),
+        (method.confidence == "quality", "method.confidence", method.confidence,
+         "synapse pseudo-labels use per-channel thresholds (method.synapse_thresholds) or "
+         "class_balanced selection"),
         (bool(d.val_raw), "data.val_raw", d.val_raw,
          "validation during training is for segmentation; score synapse runs after training"),
     ]
