@@ -124,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     with StageLog() as stages:
         runs = run_table(args, methods, METHODS, common, lambda seed: (root, test),
                          lambda run_dir, overrides, test_volume, label: train_and_score(
-                             RECIPE, overrides, run_dir, test_volume, label, stages.update),
-                         stages.update)
+                             RECIPE, overrides, run_dir, test_volume, label, stages.update))
     summary = summarise(runs, [m.name for m in METHODS])
     device, gpu = device_of(runs)
     meta = {"scale": args.scale, **settings, "seeds": sorted({r["seed"] for r in runs}), "device": device,

@@ -100,8 +100,7 @@ def main(argv=None) -> int:
     with StageLog() as stages:
         runs = run_table(args, methods, METHODS, common, lambda seed: seed_data(args.out, seed),
                          lambda run_dir, overrides, test, label: train_and_score(
-                             RECIPE, overrides, run_dir, test, label, stages.update, synapse_scores),
-                         stages.update)
+                             RECIPE, overrides, run_dir, test, label, stages.update, synapse_scores))
     summary = summarise(runs, [m.name for m in METHODS], METRICS)
     device, name = device_of(runs)
     meta = {"scale": args.scale, **settings, "seeds": sorted({r["seed"] for r in runs}),

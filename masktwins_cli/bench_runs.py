@@ -94,7 +94,7 @@ def add_table_arguments(parser, scales: Sequence[str], default_out: Path) -> Non
 
 def run_table(args, methods: Sequence[MethodSpec], every_method: Sequence[MethodSpec],
               common: list[str], seed_setup: Callable[[int], tuple[Path, object]],
-              train_and_score: Callable[..., dict], report) -> list[dict]:
+              train_and_score: Callable[..., dict]) -> list[dict]:
     """Train and score every (seed, method) of a table: ``seed_setup(seed)`` gives the data root
     and test volume of a seed; ``train_and_score(run_dir, overrides, test, label)`` one run.
     Runs a method marked ``every_seed=False`` for the first seed only unless ``args.all_seeds``.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .windows import WindowGrid, read_and_pad_box
+from .windows import WindowGrid
 
 DEFAULT_BLOCK_2D = (16, 512, 512)
 DEFAULT_BLOCK_3D = (256, 256, 256)
@@ -144,12 +144,7 @@ class BlockPlan:
     def work(self, index: int) -> BlockWork:
         """What block ``index`` reads and computes."""
         box = self.box(index)
-        grid = self.windows
-        span = grid.span(box)
-        read, pad = read_and_pad_box(span, self.shape)
-        starts = tuple(tuple(s - b.start for s in axis) for axis, b in zip(grid.touching(box), span))
-        inner = tuple(slice(b.start - s.start, b.stop - s.start) for b, s in zip(box, span))
-        return BlockWork(index, box, read, pad, starts, inner)
+        return BlockWork(index, box, *self.windows.layout(box))
 
     def as_dict(self) -> dict:
         """The plan as plain data (for the run manifest)."""

@@ -80,6 +80,18 @@ class WindowGrid:
                      for starts, w in zip(self.touching(box), self.window))
 
 
+    def layout(self, box: Sequence[slice]) -> tuple[tuple[slice, ...], tuple[tuple[int, int], ...],
+                                                  tuple[tuple[int, ...], ...], tuple[slice, ...]]:
+        """What predicting ``box`` takes: the voxels to read (inside the volume), their
+        (before, after) reflection padding, the window starts per axis and ``box`` itself, the
+        last two relative to the padded read."""
+        span = self.span(box)
+        read, pad = read_and_pad_box(span, self.shape)
+        starts = tuple(tuple(s - b.start for s in axis) for axis, b in zip(self.touching(box), span))
+        inner = tuple(slice(b.start - s.start, b.stop - s.start) for b, s in zip(box, span))
+        return read, pad, starts, inner
+
+
 def read_and_pad_box(span: Sequence[slice], shape: Sequence[int],
                      ) -> tuple[tuple[slice, ...], tuple[tuple[int, int], ...]]:
     """The part of ``span`` inside the volume, and the (before, after) reflection padding that
@@ -245,10 +257,5 @@ def predict_block(model: nn.Module, block: np.ndarray, spatial_dims: int, window
     """
     settings = WindowSettings(spatial_dims, tuple(window), overlap, batch_size, blend, activation,
                               None, amp, tta)
-    grid = settings.grid(block.shape)
-    whole = tuple(slice(0, n) for n in block.shape)
-    span = grid.span(whole)
-    _, pad = read_and_pad_box(span, block.shape)
-    starts = [[s - b.start for s in axis] for axis, b in zip(grid.touching(whole), span)]
-    inner = tuple(slice(-b.start, -b.start + n) for b, n in zip(span, block.shape))
+    _, pad, starts, inner = settings.grid(block.shape).layout(tuple(slice(0, n) for n in block.shape))
     return predict_box(model, block, pad, list(itertools.product(*starts)), inner, settings, device)
