@@ -86,6 +86,36 @@ def test_ablation_switches_train(tmp_path, data, method):
         assert last["loss_cm"] == 0.0
 
 
+def test_adapt_start_trains_source_only_first(tmp_path, data):
+    """method.adapt_start = 2: steps 1-2 equal a NoAdapt run (no target drawn, no target terms),
+    steps 3-4 add the target terms; the teacher has followed the student all along."""
+    warm = load_recipe(write_recipe(tmp_path / "w.toml", data, tmp_path / "warm",
+                                    method={"adapt_start": 2}, train={"log_every": 1}))
+    plain = load_recipe(write_recipe(tmp_path / "p.toml", data, tmp_path / "plain",
+                                     method={"adapt": False}, train={"log_every": 1}))
+    train(warm)
+    train(plain)
+    warm_log = losses_by_step(tmp_path / "warm" / "log.jsonl")
+    plain_log = losses_by_step(tmp_path / "plain" / "log.jsonl")
+    for step in (1, 2):
+        assert warm_log[step] == plain_log[step]
+        assert "loss_cl" not in warm_log[step]
+    for step in (3, 4):
+        assert {"loss_cl", "loss_cm", "confident_fraction"} <= set(warm_log[step])
+        assert warm_log[step]["loss"] != plain_log[step]["loss"]
+    teacher = load_checkpoint(tmp_path / "warm" / "last.pt")["teacher"]
+    assert teacher is not None
+
+
+def test_adapt_start_must_leave_adaptation_steps(tmp_path, data):
+    with pytest.raises(MaskTwinsError, match=r"method.adapt_start.*train.iterations \(4\)"):
+        load_recipe(write_recipe(tmp_path / "r.toml", data, tmp_path / "run",
+                                 method={"adapt_start": 4}))
+    # a NoAdapt run ignores it
+    load_recipe(write_recipe(tmp_path / "n.toml", data, tmp_path / "run",
+                             method={"adapt_start": 4, "adapt": False}))
+
+
 def test_validation_keeps_best_checkpoint(tmp_path, data):
     recipe = load_recipe(write_recipe(
         tmp_path / "r.toml", data, tmp_path / "run",

@@ -193,6 +193,10 @@ def check_consistency(recipe: Recipe) -> None:
                              f"{recipe.model.num_classes} entries (model.num_classes)")
     if bool(recipe.data.val_raw) != bool(recipe.data.val_labels):
         raise MaskTwinsError("recipe keys 'data.val_raw' and 'data.val_labels' must be given together")
+    if recipe.method.adapt and recipe.method.adapt_start >= recipe.train.iterations:
+        raise MaskTwinsError(f"recipe key 'method.adapt_start' = {recipe.method.adapt_start}: must be "
+                             f"below train.iterations ({recipe.train.iterations}) or the target is "
+                             "never used (for a source-only run set method.adapt = false)")
     if recipe.method.mask_mode == "single" and recipe.method.num_views != 2:
         raise MaskTwinsError("recipe key 'method.num_views' must stay 2 with method.mask_mode = 'single'")
     check_task(recipe)

@@ -76,6 +76,10 @@ class MethodSection:
     """MaskTwins (paper sections 4.2-4.3, Algorithm 1) and its ablation switches."""
 
     adapt: bool = doc("use the unlabeled target (false = NoAdapt / Oracle: supervised loss only)", True)
+    adapt_start: int = doc("source-only iterations before the target terms start (0 = from the "
+                           "first iteration, as the paper); the EMA teacher follows the student "
+                           "throughout, so pseudo-labelling starts from a source-trained model",
+                           0, min=0)
     mask_mode: str = doc("complementary (MaskTwins), random (RMask: independent masks), single "
                          "(MIC: one masked view), none (self-training on the unmasked patch)",
                          "complementary", choices=("complementary", "random", "single", "none"))

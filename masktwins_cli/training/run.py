@@ -80,11 +80,13 @@ def memory_format(recipe: Recipe, device: torch.device) -> torch.memory_format:
     return torch.channels_last_3d if recipe.model.spatial_dims == 3 else torch.channels_last
 
 
-def _batch(data: TrainingData, recipe: Recipe, state: RunState, device: torch.device) -> Batch:
+def _batch(data: TrainingData, recipe: Recipe, state: RunState, device: torch.device,
+           with_target: bool = True) -> Batch:
+    """Source crops and labels, and target crops when ``with_target`` (and a target exists)."""
     layout = memory_format(recipe, device)
     images, labels = data.source.sample(recipe.train.batch_size, state.data_rng)
     target = None
-    if data.target is not None:
+    if with_target and data.target is not None:
         target, _ = data.target.sample(recipe.train.target_batch_size, state.data_rng)
         target = torch.from_numpy(target).to(device, non_blocking=True, memory_format=layout)
     return Batch(torch.from_numpy(images).to(device, non_blocking=True, memory_format=layout),
@@ -180,7 +182,8 @@ class Run:
     def losses(self, step: int) -> dict[str, torch.Tensor]:
         r = self.recipe
         self.model.train()
-        batch = _batch(self.data, r, self.state, self.device)
+        adapting = step >= r.method.adapt_start  # before: source-only warm-up, no target drawn
+        batch = _batch(self.data, r, self.state, self.device, with_target=adapting)
         weights = (torch.tensor(r.method.class_weights, dtype=torch.float32, device=self.device)
                    if r.method.class_weights else None)
         with autocast_for(self.device, r.train.amp):
