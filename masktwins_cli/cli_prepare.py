@@ -25,6 +25,9 @@ def prepare_synthetic_cmd(
     shape: str | None = typer.Option(
         None, help="Volume size Z,Y,X (default: 24,256,256 in 2-D, 48,160,160 in 3-D; "
         "synapse 128,128,128)."),
+    test_shape: str | None = typer.Option(
+        None, help="Synapse only: size Z,Y,X of target_test (default: --shape); a larger test "
+        "volume holds more synapses."),
     overwrite: bool = typer.Option(False, help="Replace existing volumes in OUT_DIR."),
 ) -> None:
     """Generate a synthetic EM source/target domain pair: mitochondria labels or synapse points.
@@ -37,7 +40,8 @@ def prepare_synthetic_cmd(
     from .prepare.synthetic import parse_shape, prepare_synthetic
 
     result = prepare_synthetic(out_dir, task=task, dims=dims, seed=seed, overwrite=overwrite,
-                               shape=parse_shape(shape) if shape else None)
+                               shape=parse_shape(shape) if shape else None,
+                               test_shape=parse_shape(test_shape, "--test-shape") if test_shape else None)
     for name, shape in result.shapes.items():
         if result.points is not None:
             counts = result.points[name]

@@ -162,6 +162,25 @@ def test_prepare_synthetic_synapse_bad_shape(tmp_path):
     assert not (tmp_path / "syn").exists()
 
 
+def test_prepare_synthetic_synapse_test_shape(tmp_path):
+    out = tmp_path / "syn"
+    result = invoke("prepare", "synthetic", out, "--task", "synapse", "--shape", "32,40,48",
+                    "--test-shape", "32,64,64")
+    assert result.exit_code == 0, result.output
+    assert open_volume(out / "target_test.zarr" / "raw").shape == (32, 64, 64)
+    assert open_volume(out / "source.zarr" / "raw").shape == (32, 40, 48)
+    assert "target_test: 32x64x64 voxels" in result.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--task", "synapse", "--test-shape", "32,64"], "--test-shape '32,64'"),
+    (["--task", "mito", "--test-shape", "32,64,64"], "only for --task synapse"),
+])
+def test_prepare_synthetic_bad_test_shape(tmp_path, args, fragment):
+    assert_user_error(invoke("prepare", "synthetic", tmp_path / "syn", *args), fragment)
+    assert not (tmp_path / "syn").exists()
+
+
 def test_image_name_without_offset(tmp_path):
     make_layout(tmp_path / "wasp", unlabeled=False)
     stray = write_image(tmp_path / "wasp" / "img_main.h5", coordinate_image())

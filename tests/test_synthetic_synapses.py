@@ -242,3 +242,20 @@ def test_write_synapse_pair_round_trips(tmp_path):
     with pytest.raises(MaskTwinsError, match="already holds"):
         write_synapse_pair(tmp_path, seed=4, shape=shape)
     write_synapse_pair(tmp_path, seed=5, shape=shape, overwrite=True)
+
+
+def test_larger_test_volume_keeps_the_other_volumes(tmp_path):
+    """test_shape sizes only target_test; source and target_train stay those of the default call."""
+    shape, big = (32, 40, 48), (32, 80, 96)
+    plain = generate_synapse_pair(2, shape)
+    larger = generate_synapse_pair(2, shape, test_shape=big)
+    for name in ("source", "target_train"):
+        np.testing.assert_array_equal(getattr(larger, name)[0], getattr(plain, name)[0])
+    assert larger.target_test[0].shape == big
+    meta = write_synapse_pair(tmp_path, seed=2, shape=shape, test_shape=big)
+    assert meta["shapes"] == {"source": list(shape), "target_train": list(shape),
+                              "target_test": list(big)}
+    assert read_points_csv(tmp_path / "target_test_points.csv", shape=big).n_pre == \
+        larger.target_test[1].n_pre
+    with pytest.raises(MaskTwinsError, match="shape"):
+        generate_synapse_pair(2, shape, test_shape=(8, 80, 96))

@@ -34,14 +34,14 @@ class PreparedDataset:
     points: dict[str, dict[str, int]] | None = None  # synapse task: pre/post counts per volume
 
 
-def parse_shape(text: str) -> tuple[int, int, int]:
-    """``"8,128,128"`` -> (8, 128, 128); one-line error otherwise."""
+def parse_shape(text: str, option: str = "--shape") -> tuple[int, int, int]:
+    """``"8,128,128"`` -> (8, 128, 128); one-line error naming ``option`` otherwise."""
     try:
         shape = tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
         shape = ()
     if len(shape) != 3 or min(shape) < 1:
-        raise MaskTwinsError(f"--shape {text!r}: expected three positive integers Z,Y,X, e.g. 8,128,128")
+        raise MaskTwinsError(f"{option} {text!r}: expected three positive integers Z,Y,X, e.g. 8,128,128")
     return shape
 
 
@@ -55,18 +55,22 @@ def chunks_for(shape: tuple[int, ...], dims: int) -> tuple[int, ...]:
 
 def prepare_synthetic(out_dir: str | Path, task: str = "mito", dims: int = 2, seed: int = 0,
                       shape: tuple[int, int, int] | None = None,
-                      overwrite: bool = False) -> PreparedDataset:
+                      overwrite: bool = False,
+                      test_shape: tuple[int, int, int] | None = None) -> PreparedDataset:
     """Generate a source/target pair and write it under ``out_dir``.
 
     task ``mito``: volumes with mitochondria labels (layout above); ``synapse``: 3-D volumes with
-    point tables instead of labels (:mod:`.synthetic_synapses`; ``dims`` is not used).
+    point tables instead of labels (:mod:`.synthetic_synapses`; ``dims`` is not used;
+    ``test_shape`` sizes its target test volume, default ``shape``).
     """
     from ..synthetic import generate_mito_pair
 
     if task not in TASKS:
         raise MaskTwinsError(f"--task {task!r}: supported synthetic tasks are {', '.join(TASKS)}")
     if task == "synapse":
-        return _prepare_synapses(Path(out_dir), seed, shape, overwrite)
+        return _prepare_synapses(Path(out_dir), seed, shape, overwrite, test_shape)
+    if test_shape is not None:
+        raise MaskTwinsError("--test-shape: only for --task synapse (the mito volumes share --shape)")
     out = Path(out_dir)
     existing = [name for name in VOLUMES if (out / f"{name}.zarr").exists()]
     if existing and not overwrite:
@@ -92,10 +96,10 @@ def prepare_synthetic(out_dir: str | Path, task: str = "mito", dims: int = 2, se
 
 
 def _prepare_synapses(out: Path, seed: int, shape: tuple[int, int, int] | None,
-                      overwrite: bool) -> PreparedDataset:
+                      overwrite: bool, test_shape: tuple[int, int, int] | None = None) -> PreparedDataset:
     """``--task synapse``: the synthetic synapse pair (raw volumes + point tables)."""
     from .synthetic_synapses import write_synapse_pair
 
-    meta = write_synapse_pair(out, seed=seed, shape=shape, overwrite=overwrite)
+    meta = write_synapse_pair(out, seed=seed, shape=shape, overwrite=overwrite, test_shape=test_shape)
     shapes = {name: tuple(shape) for name, shape in meta["shapes"].items()}
     return PreparedDataset(out, meta["volumes"], shapes, {}, meta["points"])

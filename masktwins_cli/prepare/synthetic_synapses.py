@@ -27,8 +27,9 @@ from .synthetic import VOLUMES, chunks_for
 
 
 def write_synapse_pair(out_dir: str | Path, seed: int = 0, shape: tuple[int, int, int] | None = None,
-                       overwrite: bool = False) -> dict:
-    """Generate the synapse pair for ``seed`` (shape (z, y, x), default 128^3) under ``out_dir``.
+                       overwrite: bool = False, test_shape: tuple[int, int, int] | None = None) -> dict:
+    """Generate the synapse pair for ``seed`` (shape (z, y, x), default 128^3; the target test
+    volume of ``test_shape``, default ``shape``) under ``out_dir``.
 
     Returns the metadata written to ``dataset.json``: ``volumes`` maps ``"<name>/raw"`` to the
     volume URI and ``"<name>/points"`` to the CSV path, plus ``shapes``, ``voxel_size_nm``,
@@ -42,7 +43,7 @@ def write_synapse_pair(out_dir: str | Path, seed: int = 0, shape: tuple[int, int
     if existing and not overwrite:
         raise MaskTwinsError(f"{out} already holds {existing[0]}.zarr: choose another folder or pass "
                              "--overwrite (nothing was written)")
-    pair = generate_synapse_pair(seed, shape)
+    pair = generate_synapse_pair(seed, shape, test_shape=test_shape)
     voxel_size = tuple(float(v) for v in pair.styles["source"]["domain"]["voxel_size_nm"])
     uris, shapes, counts = {}, {}, {}
     for name in VOLUMES:

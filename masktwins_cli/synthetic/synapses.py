@@ -277,16 +277,20 @@ def synapse_volume(shape_zyx, style: SynapseStyle,
 
 
 def generate_synapse_pair(seed: int, shape=None, source_style: SynapseStyle = SYNAPSE_SOURCE_STYLE,
-                          target_style: SynapseStyle = SYNAPSE_TARGET_STYLE) -> SynapseDomainPair:
-    """Render source, target_train and target_test (all of ``shape``, default
-    :data:`DEFAULT_SYNAPSE_SHAPE`) from independent children of ``default_rng(seed)``."""
+                          target_style: SynapseStyle = SYNAPSE_TARGET_STYLE,
+                          test_shape=None) -> SynapseDomainPair:
+    """Render source, target_train and target_test from independent children of
+    ``default_rng(seed)``: the first two of ``shape`` (default :data:`DEFAULT_SYNAPSE_SHAPE`),
+    target_test of ``test_shape`` (default ``shape``; a larger test volume holds more synapses,
+    so its F1 scores are less coarse)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise MaskTwinsError(f"synthetic seed: expected an integer >= 0, got {seed!r}")
     shape = check_synapse_shape(DEFAULT_SYNAPSE_SHAPE if shape is None else shape)
+    test_shape = shape if test_shape is None else check_synapse_shape(test_shape)
     r_src, r_trn, r_tst = np.random.default_rng(int(seed)).spawn(3)
     return SynapseDomainPair(
         source=synapse_volume(shape, source_style, r_src),
         target_train=synapse_volume(shape, target_style, r_trn),
-        target_test=synapse_volume(shape, target_style, r_tst),
+        target_test=synapse_volume(test_shape, target_style, r_tst),
         styles={"source": asdict(source_style), "target": asdict(target_style)},
     )
