@@ -34,6 +34,7 @@ from masktwins_cli.comparison import (
     train_and_score,
 )
 from masktwins_cli.config.recipe import load_recipe, write_text_atomic
+from masktwins_cli.prepare.synthetic import parse_shape
 from masktwins_cli.prepare.synthetic_synapses import write_synapse_pair
 from masktwins_cli.progress import StageLog
 from masktwins_cli.synapse.detect_run import detect_to_file
@@ -45,6 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "synthetic_synapse.toml"
 METRICS = ("f1_pre", "f1_post", "score")
 HEADERS = ("F1_pre", "F1_post", "score")
+TEST_SHAPE = (128, 256, 256)
 ORACLE_DATA = ('data.source_raw="target_train.zarr/raw"',
                'data.source_points="target_train_points.csv"')
 
@@ -65,14 +67,18 @@ SCALES = {
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_table_arguments(parser, SCALES, REPO / "runs" / "synthetic_synapse")
+    parser.add_argument("--test-shape", type=parse_shape, default=TEST_SHAPE, metavar="Z,Y,X",
+                        help="size of the target test volume (default %(default)s: about 30 pre "
+                        "points, so that F1 is not coarse)")
     return parser.parse_args(argv)
 
 
-def seed_data(out: Path, seed: int) -> tuple[Path, TestVolume]:
-    """The synthetic synapse pair of ``seed`` under OUT/data (generated once) and its test volume."""
+def seed_data(out: Path, seed: int, test_shape=TEST_SHAPE) -> tuple[Path, TestVolume]:
+    """The synthetic synapse pair of ``seed`` under OUT/data (generated once; source and
+    target_train 128^3, target_test of ``test_shape``) and its test volume."""
     data = out / "data" / f"seed{seed}"
     if not (data / "dataset.json").exists():
-        write_synapse_pair(data, seed=seed, overwrite=True)
+        write_synapse_pair(data, seed=seed, overwrite=True, test_shape=test_shape)
     return data, TestVolume(str(data / "target_test.zarr" / "raw"), str(data / "target_test_points.csv"))
 
 
@@ -95,10 +101,12 @@ def main(argv=None) -> int:
     load_recipe(RECIPE, common)  # bad overrides fail before any work
     if args.out.exists() and args.overwrite:
         shutil.rmtree(args.out)
-    settings = check_settings(args.out / "settings.json", common)
+    settings = check_settings(args.out / "settings.json", common,
+                              {"test_shape": list(args.test_shape)})
     started = time.perf_counter()
     with StageLog() as stages:
-        runs = run_table(args, methods, METHODS, common, lambda seed: seed_data(args.out, seed),
+        runs = run_table(args, methods, METHODS, common,
+                         lambda seed: seed_data(args.out, seed, args.test_shape),
                          lambda run_dir, overrides, test, label: train_and_score(
                              RECIPE, overrides, run_dir, test, label, stages.update, synapse_scores))
     summary = summarise(runs, [m.name for m in METHODS], METRICS)

@@ -36,19 +36,28 @@ def folder_name(method: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", method.lower().replace("w/o", "wo")).strip("_")
 
 
-def check_settings(path: Path, common: list[str]) -> dict:
-    """The settings every run of a table shares (scale overrides + --set); a folder made with
-    other settings is refused, so runs of one table never mix settings."""
-    settings = {"overrides": common}
+def check_settings(path: Path, common: list[str], data: dict | None = None) -> dict:
+    """The settings every run of a table shares (scale overrides + --set, and ``data``: how the
+    benchmark's data were made, when it makes them); a folder made with other settings is
+    refused, so runs of one table never mix settings."""
+    settings = {"overrides": common, **({"data": data} if data else {})}
     if path.exists():
         earlier = json.loads(path.read_text())
         if earlier != settings:
             raise MaskTwinsError(f"{path.parent} holds runs made with other settings "
-                                 f"{earlier['overrides']}: pass --overwrite or another --out")
+                                 f"({_describe(earlier)}; now {_describe(settings)}): pass "
+                                 "--overwrite or another --out")
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
     return settings
+
+
+def _describe(settings: dict) -> str:
+    """'--set a=1, test_shape [..]' for a settings.json record (``defaults`` when empty)."""
+    data = settings.get("data", {})
+    return ", ".join([f"--set {o}" for o in settings.get("overrides", [])] +
+                     [f"{k} {v}" for k, v in data.items()]) or "defaults"
 
 
 def run_once(run_dir: Path, method: str, seed: int, train_and_score: Callable[[], dict]) -> dict:

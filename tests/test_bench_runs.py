@@ -10,6 +10,7 @@ import pytest
 from masktwins_cli.bench_runs import all_runs, check_settings, run_once
 from masktwins_cli.comparison import MethodSpec
 from masktwins_cli.errors import MaskTwinsError
+from masktwins_cli.synapse.points import read_points
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,6 +44,8 @@ def test_settings_of_one_table_never_mix(tmp_path):
     assert check_settings(path, ["train.iterations=5"])["overrides"] == ["train.iterations=5"]
     with pytest.raises(MaskTwinsError, match="other settings"):
         check_settings(path, ["train.iterations=6"])
+    with pytest.raises(MaskTwinsError, match="test_shape"):
+        check_settings(path, ["train.iterations=5"], {"test_shape": [64, 64, 64]})
 
 
 def test_synthetic_synapse_bench_runs_end_to_end(tmp_path, capsys):
@@ -52,7 +55,7 @@ def test_synthetic_synapse_bench_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "bench"
     argv = ["--out", str(out), "--seeds", "0", "--methods", "NoAdapt,MaskTwins",
             "--set", "train.iterations=2", "--set", "train.threads=1",
-            "--set", "model.features=[4,4,4,4,4]"]
+            "--set", "model.features=[4,4,4,4,4]", "--test-shape", "64,96,96"]
     assert bench.main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in results["runs"]] == ["NoAdapt", "MaskTwins"]
@@ -61,3 +64,6 @@ def test_synthetic_synapse_bench_runs_end_to_end(tmp_path, capsys):
         assert run["score"] == pytest.approx((run["f1_pre"] + run["f1_post"]) / 2)
     assert "| F1_pre | F1_post | score |" in (out / "results.md").read_text()
     assert "results:" in capsys.readouterr().out
+    assert json.loads((out / "settings.json").read_text())["data"] == {"test_shape": [64, 96, 96]}
+    assert [r["true_pre"] for r in results["runs"]] == [
+        read_points(out / "data" / "seed0" / "target_test_points.csv").n_pre] * 2
