@@ -132,3 +132,22 @@ def test_class_balanced_sigmoid_pseudo_labels_keep_each_label_s_most_confident_s
     assert fractions.tolist() == pytest.approx([0.5, 0.5])
     _, thresholded, _ = sigmoid_pseudo_labels(logits, (0.75, 0.65))
     assert thresholded[0, 0].tolist() == [1, 1, 0, 0, 1, 0]
+
+
+def test_synapse_objective_logs_positive_pseudo_labels_per_million():
+    """pseudo_<channel>_ppm = positives among the valid voxels x 1e6, per channel."""
+    from types import SimpleNamespace
+
+    from masktwins_cli.training.step import objective_for
+
+    method = SimpleNamespace(bce_weighting="rebalance", confidence="threshold",
+                             class_balanced_keep=0.5, synapse_thresholds=(0.75, 0.65),
+                             lambda_cl=0.5)
+    probs = torch.full((1, 2, 10, 10, 10), 0.1)
+    probs[0, 0, 0, 0, :4] = 0.9      # 4 pre positives
+    probs[0, 0, 1, 0, :5] = 0.5      # 5 ignored (between 0.25 and 0.75)
+    probs[0, 1, 0, 0, :2] = 0.7      # 2 post positives (>= 0.65)
+    _, valid, extra = objective_for("synapse", method).pseudo(torch.logit(probs))
+    assert extra["pseudo_pre_ppm"].item() == pytest.approx(1e6 * 4 / 995)
+    assert extra["pseudo_post_ppm"].item() == pytest.approx(1e6 * 2 / 1000)
+    assert extra["confident_pre"].item() == pytest.approx(995 / 1000)

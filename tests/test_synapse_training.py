@@ -25,7 +25,7 @@ from masktwins_cli.training.run import train
 
 SHAPE = (48, 48, 48)
 ADAPT_TERMS = ("loss", "loss_sup", "loss_cl", "loss_cm", "confident_fraction", "confident_pre",
-               "confident_post", "lr")
+               "confident_post", "pseudo_pre_ppm", "pseudo_post_ppm", "lr")
 
 
 class Interrupt(Exception):

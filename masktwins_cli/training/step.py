@@ -68,6 +68,8 @@ def objective_for(task: str, method, class_weights: torch.Tensor | None = None) 
             keep = method.class_balanced_keep if method.confidence == "class_balanced" else None
             labels, valid, fractions = sigmoid_pseudo_labels(logits, method.synapse_thresholds, keep)
             extra = {f"confident_{name}": f for name, f in zip(SYNAPSE_CHANNELS, fractions)}
+            for c, name in enumerate(SYNAPSE_CHANNELS):  # per million: synapse voxels are rare
+                extra[f"pseudo_{name}_ppm"] = 1e6 * pseudo_foreground(labels[:, c], valid[:, c])
             return labels, valid, {"confident_fraction": fractions.mean(), **extra}
 
         return Objective(lambda lg, y: weighted_bce(lg, y, None, rebalance), synapse_pseudo,
@@ -118,7 +120,8 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
         task: ``segmentation`` or ``synapse`` (see :func:`objective_for`).
 
     Returns keys: loss, loss_sup, and when adapting loss_cl, loss_cm, confident_fraction, and
-    pseudo_foreground (segmentation) or confident_pre, confident_post (synapse).
+    pseudo_foreground (segmentation) or confident_pre, confident_post, pseudo_pre_ppm,
+    pseudo_post_ppm (synapse: positive pseudo-labels per million valid voxels).
     """
     objective = objective_for(task, method, class_weights)
     if not method.adapt or batch.target is None:
