@@ -54,7 +54,7 @@ def test_synthetic_synapse_bench_runs_end_to_end(tmp_path, capsys):
     spec.loader.exec_module(bench)
     out = tmp_path / "bench"
     argv = ["--out", str(out), "--seeds", "0", "--methods", "NoAdapt,MaskTwins",
-            "--set", "train.iterations=2", "--set", "train.threads=1",
+            "--set", "train.iterations=2", "--set", "method.adapt_start=0", "--set", "train.threads=1",
             "--set", "model.features=[4,4,4,4,4]", "--test-shape", "64,96,96"]
     assert bench.main(argv) == 0
     results = json.loads((out / "results.json").read_text())
