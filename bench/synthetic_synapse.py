@@ -94,6 +94,15 @@ def synapse_scores(prediction: str, test: TestVolume) -> dict:
             "true_pre": truth.n_pre, "true_post": truth.n_post}
 
 
+def detection_counts(runs: list[dict]) -> str:
+    """Per run, detected against true points: shows over- and under-detection behind an F1."""
+    lines = ["| method | seed | pre detected / true | post detected / true | score |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['seed']} | {r['pred_pre']} / {r['true_pre']} | "
+              f"{r['pred_post']} / {r['true_post']} | {r['score']:.3f} |" for r in runs]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     methods = chosen_methods(args.methods, METHODS)
@@ -118,7 +127,7 @@ def main(argv=None) -> int:
         {**meta, "runs": runs, "summary": summary}, indent=2, default=float) + "\n")
     title = (f"Synthetic synapse pair, target test volume, scale {args.scale} on {device} ({name}), "
              f"seeds {meta['seeds']}; WASP-SYN scoring, mean ± std over seeds")
-    table = markdown_table(summary, title, METRICS, HEADERS)
+    table = markdown_table(summary, title, METRICS, HEADERS) + "\n" + detection_counts(runs)
     write_text_atomic(args.out / "results.md", table)
     print(table)
     print(f"results: {args.out / 'results.json'}")

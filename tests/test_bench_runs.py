@@ -62,7 +62,11 @@ def test_synthetic_synapse_bench_runs_end_to_end(tmp_path, capsys):
     for run in results["runs"]:
         assert 0.0 <= run["score"] <= 1.0 and run["true_pre"] > 0
         assert run["score"] == pytest.approx((run["f1_pre"] + run["f1_post"]) / 2)
-    assert "| F1_pre | F1_post | score |" in (out / "results.md").read_text()
+    table = (out / "results.md").read_text()
+    assert "| F1_pre | F1_post | score |" in table
+    for run in results["runs"]:
+        assert (f"| {run['method']} | 0 | {run['pred_pre']} / {run['true_pre']} | "
+                f"{run['pred_post']} / {run['true_post']} |") in table
     assert "results:" in capsys.readouterr().out
     assert json.loads((out / "settings.json").read_text())["data"] == {"test_shape": [64, 96, 96]}
     assert [r["true_pre"] for r in results["runs"]] == [
