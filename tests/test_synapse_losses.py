@@ -142,7 +142,7 @@ def test_synapse_objective_logs_positive_pseudo_labels_per_million():
 
     method = SimpleNamespace(bce_weighting="rebalance", confidence="threshold",
                              class_balanced_keep=0.5, synapse_thresholds=(0.75, 0.65),
-                             lambda_cl=0.5)
+                             lambda_cl=0.5, synapse_pseudo_labels="voxels")
     probs = torch.full((1, 2, 10, 10, 10), 0.1)
     probs[0, 0, 0, 0, :4] = 0.9      # 4 pre positives
     probs[0, 0, 1, 0, :5] = 0.5      # 5 ignored (between 0.25 and 0.75)
@@ -151,3 +151,49 @@ def test_synapse_objective_logs_positive_pseudo_labels_per_million():
     assert extra["pseudo_pre_ppm"].item() == pytest.approx(1e6 * 4 / 995)
     assert extra["pseudo_post_ppm"].item() == pytest.approx(1e6 * 2 / 1000)
     assert extra["confident_pre"].item() == pytest.approx(995 / 1000)
+
+
+def test_cube_pseudo_labels_turn_each_detection_into_one_cube():
+    """A blob above delta becomes one cube at its peak, the rest of the blob is ignored; a peak
+    below delta gives no positive; a cube at the border is clipped; channels are independent."""
+    from masktwins_cli.method.pseudo_labels import cube_pseudo_labels
+
+    probs = torch.full((1, 2, 16, 16, 16), 0.05)
+    probs[0, 0, 3:10, 3:10, 3:10] = 0.8     # a 7^3 blob above delta_pre = 0.75 ...
+    probs[0, 0, 6, 6, 6] = 0.95             # ... peaking at (6, 6, 6)
+    probs[0, 0, 14, 14, 14] = 0.6           # an uncertain peak: ignored, not positive
+    probs[0, 1, 0, 0, 0] = 0.9              # a post peak in the corner
+    labels, valid, fractions = cube_pseudo_labels(torch.logit(probs), (0.75, 0.65), cube_size=3)
+    pre, post = labels[0, 0], labels[0, 1]
+    expected = torch.zeros(16, 16, 16)
+    expected[5:8, 5:8, 5:8] = 1
+    assert torch.equal(pre, expected)
+    corner = torch.zeros(16, 16, 16)
+    corner[0:2, 0:2, 0:2] = 1
+    assert torch.equal(post, corner)
+    blob = torch.zeros(16, 16, 16, dtype=torch.bool)
+    blob[3:10, 3:10, 3:10] = True
+    assert not valid[0, 0][blob & (expected == 0)].any()      # the blob's shoulders: ignored
+    assert valid[0, 0][expected == 1].all()
+    assert valid[0, 0, 14, 14, 14] == 0 and labels[0, 0, 14, 14, 14] == 0
+    assert valid[0, 0, 0, 15, 0] == 1 and labels[0, 0, 0, 15, 0] == 0  # background: negative
+    assert fractions[0].item() == pytest.approx((16 ** 3 - (7 ** 3 - 27) - 1) / 16 ** 3)
+
+
+def test_cube_pseudo_labels_keep_separate_detections_and_need_a_threshold_recipe(tmp_path):
+    from masktwins_cli.config.recipe import recipe_from_dict
+    from masktwins_cli.errors import MaskTwinsError
+    from masktwins_cli.method.pseudo_labels import cube_pseudo_labels
+
+    probs = torch.full((1, 2, 8, 8, 24), 0.05)
+    probs[0, 0, 4, 4, 4] = 0.9
+    probs[0, 0, 4, 4, 16] = 0.8
+    labels, _, _ = cube_pseudo_labels(torch.logit(probs), (0.75, 0.65), cube_size=3)
+    assert labels[0, 0].sum() == 54 and labels[0, 1].sum() == 0
+    with pytest.raises(MaskTwinsError, match="method.synapse_pseudo_labels"):
+        recipe_from_dict({
+            "data": {"source_raw": "s.zarr/raw", "source_points": "p.csv", "target_raw": "t.zarr/raw",
+                     "patch_size": [32, 32, 32]},
+            "model": {"task": "synapse", "name": "resunet", "spatial_dims": 3},
+            "method": {"block_size": [6, 6, 6], "synapse_pseudo_labels": "cubes",
+                       "confidence": "class_balanced"}})

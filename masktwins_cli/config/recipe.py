@@ -224,6 +224,9 @@ def check_task(recipe: Recipe) -> None:
         (method.confidence == "quality", "method.confidence", method.confidence,
          "synapse pseudo-labels use per-channel thresholds (method.synapse_thresholds) or "
          "class_balanced selection"),
+        (method.synapse_pseudo_labels == "cubes" and method.confidence != "threshold",
+         "method.synapse_pseudo_labels", method.synapse_pseudo_labels,
+         "cube pseudo-labels use the thresholds: set method.confidence = 'threshold'"),
         (bool(d.val_raw), "data.val_raw", d.val_raw,
          "validation during training is for segmentation; score synapse runs after training"),
     ]

@@ -110,6 +110,11 @@ class MethodSection:
     synapse_thresholds: tuple = doc("[delta_pre, delta_post] synapse pseudo-labels per channel: teacher "
                                     "sigmoid p >= delta -> 1, p <= 1 - delta -> 0, in between ignored",
                                     (0.75, 0.65), length=(2,), min=0.5, lt=1.0)
+    synapse_pseudo_labels: str = doc("synapse pseudo-label form: voxels (every voxel by its own "
+                                     "threshold) or cubes (the teacher's detections -- local "
+                                     "maxima >= delta -- become data.cube_size cubes, as labelled "
+                                     "points do; the rest of each above-threshold blob ignored)",
+                                     "voxels", choices=("voxels", "cubes"))
     bce_weighting: str = doc("synapse BCE voxel weights: rebalance (AdaSyn: per channel and batch, "
                              "foreground fraction f clipped to [0.05, 0.95], the rarer class weighted "
                              "max(f, 1-f) / min(f, 1-f), the other 1) or none", "rebalance",

@@ -16,6 +16,7 @@ Two ways of handling confidence (paper section 4.3 and the authors' DAFormer bas
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def pseudo_labels(teacher_logits: torch.Tensor, confidence: str, threshold: float,
@@ -94,3 +95,35 @@ def sigmoid_pseudo_labels(teacher_logits: torch.Tensor, thresholds, keep: float 
     valid = positive | (probs <= 1.0 - delta)
     dims = [0, *range(2, probs.ndim)]
     return positive.float(), valid.float(), valid.float().mean(dim=dims)
+
+
+def cube_pseudo_labels(teacher_logits: torch.Tensor, thresholds, cube_size: int,
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Synapse pseudo-labels in the form of the true labels: the teacher's detections as cubes.
+
+    Per channel c: a voxel with p >= delta_c that is the largest p within its
+    (2 * cube_size + 1)^3 neighbourhood is a detected point, and its cube_size^3 cube is
+    labelled 1 (as a labelled point becomes a cube); voxels with p <= 1 - delta_c outside every
+    cube are 0; the rest is ignored: the shoulders of each above-threshold blob and the
+    uncertain voxels. Per-voxel thresholding instead labels whole blobs, whatever their size, so
+    self-training can grow them, and a grown blob splits into several detections.
+
+    Args:
+        teacher_logits: (B, C, z, y, x) raw scores, one independent sigmoid channel each.
+        thresholds: C numbers delta_c in [0.5, 1).
+        cube_size: odd edge of the cubes in voxels (the recipe's data.cube_size).
+
+    Returns:
+        labels (B, C, z, y, x) float32 0/1, valid (same shape) float32 0/1, and the confident
+        fraction per channel, (C,) float32 (share of valid voxels).
+    """
+    probs = torch.sigmoid(teacher_logits.float())
+    shape = (1, probs.shape[1]) + (1,) * (probs.ndim - 2)
+    delta = torch.as_tensor(list(thresholds), dtype=probs.dtype, device=probs.device).reshape(shape)
+    window = 2 * cube_size + 1
+    local_max = F.max_pool3d(probs, window, stride=1, padding=window // 2)
+    peaks = (probs >= delta) & (probs == local_max)
+    cubes = F.max_pool3d(peaks.float(), cube_size, stride=1, padding=cube_size // 2) > 0
+    valid = cubes | (probs <= 1.0 - delta)
+    dims = [0, *range(2, probs.ndim)]
+    return cubes.float(), valid.float(), valid.float().mean(dim=dims)

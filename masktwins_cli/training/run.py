@@ -189,7 +189,7 @@ class Run:
         with autocast_for(self.device, r.train.amp):
             return masktwins_losses(self.student, self.labeler, batch, r.method, self.state.mask_generator,
                                     weights, batched_views=r.model.norm == "instance",
-                                    task=r.model.task)
+                                    task=r.model.task, cube_size=r.data.cube_size)
 
     def after_step(self, step: int) -> None:
         broadcast_buffers(self.model, self.dist)

@@ -27,7 +27,7 @@ from ..method.losses import (
     weighted_bce,
 )
 from ..method.masking import masked_views, view_masks
-from ..method.pseudo_labels import pseudo_labels, sigmoid_pseudo_labels
+from ..method.pseudo_labels import cube_pseudo_labels, pseudo_labels, sigmoid_pseudo_labels
 
 SYNAPSE_CHANNELS = ("pre", "post")
 
@@ -58,15 +58,21 @@ class Objective:
     activation: str
 
 
-def objective_for(task: str, method, class_weights: torch.Tensor | None = None) -> Objective:
+def objective_for(task: str, method, class_weights: torch.Tensor | None = None,
+                  cube_size: int = 3) -> Objective:
     """Softmax segmentation (CE, delta) or sigmoid synapse detection (weighted BCE, per-channel
-    thresholds) from the recipe's ``[method]`` section."""
+    thresholds; ``cube_size`` for cube pseudo-labels) from the recipe's ``[method]`` section."""
     if task == "synapse":
         rebalance = method.bce_weighting == "rebalance"
 
         def synapse_pseudo(logits):
-            keep = method.class_balanced_keep if method.confidence == "class_balanced" else None
-            labels, valid, fractions = sigmoid_pseudo_labels(logits, method.synapse_thresholds, keep)
+            if method.synapse_pseudo_labels == "cubes":
+                labels, valid, fractions = cube_pseudo_labels(logits, method.synapse_thresholds,
+                                                              cube_size)
+            else:
+                keep = method.class_balanced_keep if method.confidence == "class_balanced" else None
+                labels, valid, fractions = sigmoid_pseudo_labels(logits, method.synapse_thresholds,
+                                                                 keep)
             extra = {f"confident_{name}": f for name, f in zip(SYNAPSE_CHANNELS, fractions)}
             for c, name in enumerate(SYNAPSE_CHANNELS):  # per million: synapse voxels are rare
                 extra[f"pseudo_{name}_ppm"] = 1e6 * pseudo_foreground(labels[:, c], valid[:, c])
@@ -106,7 +112,8 @@ def student_views(student: nn.Module, views: list[torch.Tensor], batched: bool) 
 
 def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, method,
                      generator: torch.Generator, class_weights: torch.Tensor | None = None,
-                     batched_views: bool = True, task: str = "segmentation") -> dict[str, torch.Tensor]:
+                     batched_views: bool = True, task: str = "segmentation",
+                     cube_size: int = 3) -> dict[str, torch.Tensor]:
     """All loss terms of one iteration (0-d tensors); ``loss`` is the total to minimise.
 
     Args:
@@ -118,12 +125,13 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
         class_weights: optional (C,) weights of L_sup (segmentation).
         batched_views: predict all views in one forward (instance norm makes this exact).
         task: ``segmentation`` or ``synapse`` (see :func:`objective_for`).
+        cube_size: synapse cube edge in voxels, for cube pseudo-labels.
 
     Returns keys: loss, loss_sup, and when adapting loss_cl, loss_cm, confident_fraction, and
     pseudo_foreground (segmentation) or confident_pre, confident_post, pseudo_pre_ppm,
     pseudo_post_ppm (synapse: positive pseudo-labels per million valid voxels).
     """
-    objective = objective_for(task, method, class_weights)
+    objective = objective_for(task, method, class_weights, cube_size)
     if not method.adapt or batch.target is None:
         loss_sup = objective.supervised(student(batch.source), batch.source_labels)
         return {"loss": loss_sup, "loss_sup": loss_sup.detach()}
