@@ -2,7 +2,8 @@
 the WASP-SYN rules on the held-out target volume.
 
 Per seed: ``masktwins prepare synthetic --task synapse --seed S`` (source with point labels, an
-unlabeled target training volume, a labeled target test volume; 128^3 at 8 nm), then every
+unlabeled target training volume, both 128^3, and a labeled target test volume, 128x256x256 by
+default (--test-shape); 8 nm voxels), then every
 method trains with ``recipes/synthetic_synapse.toml`` (only the switch under test differs),
 predicts the target test volume with ``masktwins infer``, detects points (pre >= 0.75,
 post >= 0.65, 26-connected components, nearest-pre links) and is scored (F1_pre within 11
