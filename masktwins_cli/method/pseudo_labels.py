@@ -89,11 +89,21 @@ def sigmoid_pseudo_labels(teacher_logits: torch.Tensor, thresholds, keep: float 
                              for c in range(probs.shape[1])], dim=1).float()
         dims = [0, *range(2, probs.ndim)]
         return labels.float(), valid, valid.mean(dim=dims)
-    shape = (1, probs.shape[1]) + (1,) * (probs.ndim - 2)
-    delta = torch.as_tensor(list(thresholds), dtype=probs.dtype, device=probs.device).reshape(shape)
+    delta = channel_deltas(probs, thresholds)
     positive = probs >= delta
-    valid = positive | (probs <= 1.0 - delta)
-    dims = [0, *range(2, probs.ndim)]
+    return labels_and_fraction(positive, positive | (probs <= 1.0 - delta))
+
+
+def channel_deltas(probs: torch.Tensor, thresholds) -> torch.Tensor:
+    """The C per-channel thresholds as a (1, C, 1, ...) tensor broadcasting over ``probs``."""
+    shape = (1, probs.shape[1]) + (1,) * (probs.ndim - 2)
+    return torch.as_tensor(list(thresholds), dtype=probs.dtype, device=probs.device).reshape(shape)
+
+
+def labels_and_fraction(positive: torch.Tensor, valid: torch.Tensor,
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(labels, valid) as float32 0/1 and the share of valid voxels per channel, (C,)."""
+    dims = [0, *range(2, valid.ndim)]
     return positive.float(), valid.float(), valid.float().mean(dim=dims)
 
 
@@ -118,12 +128,9 @@ def cube_pseudo_labels(teacher_logits: torch.Tensor, thresholds, cube_size: int,
         fraction per channel, (C,) float32 (share of valid voxels).
     """
     probs = torch.sigmoid(teacher_logits.float())
-    shape = (1, probs.shape[1]) + (1,) * (probs.ndim - 2)
-    delta = torch.as_tensor(list(thresholds), dtype=probs.dtype, device=probs.device).reshape(shape)
+    delta = channel_deltas(probs, thresholds)
     window = 2 * cube_size + 1
     local_max = F.max_pool3d(probs, window, stride=1, padding=window // 2)
     peaks = (probs >= delta) & (probs == local_max)
     cubes = F.max_pool3d(peaks.float(), cube_size, stride=1, padding=cube_size // 2) > 0
-    valid = cubes | (probs <= 1.0 - delta)
-    dims = [0, *range(2, probs.ndim)]
-    return cubes.float(), valid.float(), valid.float().mean(dim=dims)
+    return labels_and_fraction(cubes, cubes | (probs <= 1.0 - delta))
