@@ -10,8 +10,10 @@ the per-slice IoU / F1 / MCC / mAP of the paper's baselines.
     python bench/real_mito.py --scale gpu --all-seeds      # GPU scale (one H100/H200)
 
 Writes OUT/results.json (every run: scores, wall times, device, final loss terms), OUT/results.md
-(the table, mean ± population std over seeds) and OUT/comparison.png (validation slices: image,
-truth, NoAdapt, MaskTwins). Exits 0 with a note when the data folder is absent.
+(the table, mean ± population std over seeds), OUT/comparison.png (validation slices: image,
+truth, NoAdapt, MaskTwins) and OUT/curves.png (the first seed's logged loss terms, pseudo-label
+statistics and, with data.val_raw set, validation scores over the iterations). Exits 0 with a
+note when the data folder is absent.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from masktwins_cli.bench_runs import (
     chosen_methods,
     device_of,
     run_table,
+    write_training_curves,
 )
 from masktwins_cli.comparison import (
     MethodSpec,
@@ -138,11 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown_table(summary, title)
     write_text_atomic(args.out / "results.md", table)
     figure = write_figure(args.out, runs, test, args.seeds[0])
+    curves = write_training_curves(args.out, runs, args.seeds[0],
+                                   f"VNC III -> CDeep3M, seed {args.seeds[0]}: training curves")
     print(table)
     closed = meta["gap_closed_iou"]
     print(f"MaskTwins closes {closed:.0%} of the NoAdapt-Oracle IoU gap" if closed is not None
           else "gap closed: n/a (needs NoAdapt, MaskTwins and Oracle with Oracle above NoAdapt)")
-    print(f"results: {args.out / 'results.json'}" + (f", figure: {figure}" if figure else ""))
+    print(f"results: {args.out / 'results.json'}" + (f", figure: {figure}" if figure else "")
+          + (f", curves: {curves}" if curves else ""))
     return 0
 
 

@@ -13,7 +13,8 @@ labels instead of the source.
     python bench/synthetic_synapse.py                          # seeds 0 and 1, CPU size
     python bench/synthetic_synapse.py --scale gpu --seeds 0 1  # larger network, crops, runs
 
-Writes OUT/results.json and OUT/results.md; keeps finished runs between calls (same settings).
+Writes OUT/results.json, OUT/results.md and OUT/curves.png (the logged loss terms and
+pseudo-label counts of the first seed's runs); keeps finished runs between calls (same settings).
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from pathlib import Path
 
 import torch
 
-from masktwins_cli.bench_runs import add_table_arguments, check_settings, chosen_methods, device_of, run_table
+from masktwins_cli.bench_runs import (
+    add_table_arguments,
+    check_settings,
+    chosen_methods,
+    device_of,
+    run_table,
+    write_training_curves,
+)
 from masktwins_cli.comparison import (
     MethodSpec,
     TestVolume,
@@ -130,8 +138,10 @@ def main(argv=None) -> int:
              f"seeds {meta['seeds']}; WASP-SYN scoring, mean ± std over seeds")
     table = markdown_table(summary, title, METRICS, HEADERS) + "\n" + detection_counts(runs)
     write_text_atomic(args.out / "results.md", table)
+    curves = write_training_curves(args.out, runs, args.seeds[0],
+                                   f"Synthetic synapse pair, seed {args.seeds[0]}: training curves")
     print(table)
-    print(f"results: {args.out / 'results.json'}")
+    print(f"results: {args.out / 'results.json'}" + (f", curves: {curves}" if curves else ""))
     return 0
 
 

@@ -124,6 +124,24 @@ def run_table(args, methods: Sequence[MethodSpec], every_method: Sequence[Method
     return all_runs(args.out, runs, every_method)
 
 
+def write_training_curves(out: Path, runs: Sequence[dict], seed: int, title: str) -> Path | None:
+    """OUT/curves.png: every logged term (losses, pseudo-label statistics, validation scores)
+    of each run of ``seed``, one line per method; None, with the reason printed, when it cannot
+    be drawn (e.g. matplotlib, the ``plot`` extra, is not installed)."""
+    from .evaluation.curves import choose_terms, load_runs, write_curves
+
+    mine = [r for r in runs if r["seed"] == seed]
+    if not mine:
+        return None
+    try:
+        logs = load_runs([out / f"seed{seed}" / folder_name(r["method"]) for r in mine],
+                         [r["method"] for r in mine])
+        return write_curves(out / "curves.png", logs, choose_terms(logs, None), title)
+    except MaskTwinsError as err:
+        print(f"training curves not drawn: {err}")
+        return None
+
+
 def device_of(runs: Sequence[dict]) -> tuple[str, str]:
     """(device, its name) of the runs: the GPU's name, or the processor's."""
     import platform

@@ -321,6 +321,26 @@ def demo(
     print_demo_table(result)
 
 
+@app.command()
+@user_errors
+def curves(
+    runs: list[Path] = typer.Argument(..., help="Run folders (each with log.jsonl) or log.jsonl files."),
+    out: Path = typer.Option(Path("curves.png"), "--out", "-o", help="PNG to write."),
+    terms: str = typer.Option("", help="Comma-separated terms to plot (default: every logged term "
+                                       "but lr), e.g. loss_sup,loss_cl,loss_cm,pseudo_foreground,val_iou."),
+    label: list[str] = typer.Option([], help="Legend name per run, in order (repeatable; default: "
+                                             "the shortest folder names that tell the runs apart)."),
+    title: str = typer.Option("", help="Figure title."),
+) -> None:
+    """Plot training curves from log.jsonl: loss terms, pseudo-label statistics, validation scores."""
+    from .evaluation.curves import choose_terms, load_runs, write_curves
+
+    logs = load_runs(runs, list(label) or None)
+    chosen = choose_terms(logs, [t.strip() for t in terms.split(",") if t.strip()])
+    path = write_curves(out, logs, chosen, title)
+    typer.echo(f"wrote {path}: {len(chosen)} terms ({', '.join(chosen)}) x {len(logs)} runs")
+
+
 @app.command("recipe")
 @user_errors
 def show_recipe(

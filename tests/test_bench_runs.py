@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from masktwins_cli.bench_runs import all_runs, check_settings, run_once
+from masktwins_cli.bench_runs import all_runs, check_settings, run_once, write_training_curves
 from masktwins_cli.comparison import MethodSpec
 from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.synapse.points import read_points
@@ -67,7 +67,22 @@ def test_synthetic_synapse_bench_runs_end_to_end(tmp_path, capsys):
     for run in results["runs"]:
         assert (f"| {run['method']} | 0 | {run['pred_pre']} / {run['true_pre']} | "
                 f"{run['pred_post']} / {run['true_post']} |") in table
-    assert "results:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "results:" in printed and f"curves: {out / 'curves.png'}" in printed
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "settings.json").read_text())["data"] == {"test_shape": [64, 96, 96]}
     assert [r["true_pre"] for r in results["runs"]] == [
         read_points(out / "data" / "seed0" / "target_test_points.csv").n_pre] * 2
+
+
+def test_training_curves_need_the_seeds_logs(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
+    runs = [{"method": "NoAdapt", "seed": 0}, {"method": "MaskTwins", "seed": 0}]
+    assert write_training_curves(tmp_path, runs, 1, "t") is None  # no run of seed 1
+    (tmp_path / "seed0" / "noadapt").mkdir(parents=True)
+    (tmp_path / "seed0" / "noadapt" / "log.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    assert write_training_curves(tmp_path, runs, 0, "t") is None  # MaskTwins has no log
+    assert "training curves not drawn" in capsys.readouterr().out
+    (tmp_path / "seed0" / "masktwins").mkdir()
+    (tmp_path / "seed0" / "masktwins" / "log.jsonl").write_text('{"step": 1, "loss": 0.4}\n')
+    assert write_training_curves(tmp_path, runs, 0, "t") == tmp_path / "curves.png"
