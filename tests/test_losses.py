@@ -92,6 +92,15 @@ def test_pseudo_foreground_is_the_weighted_share_of_foreground_labels():
     assert pseudo_foreground(labels, torch.zeros_like(weights)).item() == 0.0
 
 
+def test_mean_top_probability_is_the_mean_of_each_pixels_largest_class_probability():
+    from masktwins_cli.training.step import mean_top_probability
+
+    # pixel 0: equal logits (0.5), pixel 1: p(class 1) = sigmoid(log 3) = 0.75
+    logits = torch.tensor([[[0.0, 0.0], [0.0, math.log(3.0)]]])  # (N=1, C=2, W=2)
+    assert mean_top_probability(logits).item() == pytest.approx((0.5 + 0.75) / 2)
+    assert mean_top_probability(torch.full((2, 3, 4, 4), 7.0)).item() == pytest.approx(1 / 3)
+
+
 def test_class_balanced_pseudo_labels_keep_the_most_confident_share_of_each_class():
     # 8 voxels: 6 predicted background (confidence 0.99 ... 0.74), 2 foreground (0.9, 0.6)
     p_fg = torch.tensor([0.01, 0.02, 0.05, 0.1, 0.2, 0.26, 0.9, 0.6])

@@ -32,8 +32,9 @@ def test_all_loss_terms_logged_and_checkpoint_round_trip(tmp_path, data):
     steps = [r for r in records if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
     for key in ("loss", "loss_sup", "loss_cl", "loss_cm", "confident_fraction", "pseudo_foreground",
-                "lr"):
+                "teacher_confidence", "lr"):
         assert all(key in r for r in steps), key
+    assert all(0.5 <= r["teacher_confidence"] <= 1.0 for r in steps)  # two classes
     payload = load_checkpoint(result.last_checkpoint)
     assert payload["step"] == 4
     assert payload["recipe"]["train"]["iterations"] == 4

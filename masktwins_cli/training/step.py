@@ -89,7 +89,8 @@ def objective_for(task: str, method, class_weights: torch.Tensor | None = None,
                                                    method.confidence_threshold, method.quality_tau,
                                                    method.class_balanced_keep)
         return labels, weights, {"confident_fraction": confident,
-                                 "pseudo_foreground": pseudo_foreground(labels, weights)}
+                                 "pseudo_foreground": pseudo_foreground(labels, weights),
+                                 "teacher_confidence": mean_top_probability(logits)}
 
     return Objective(lambda lg, y: supervised_loss(lg, y, class_weights), softmax_pseudo,
                      lambda views, y, w: twin_cross_entropy(views, y, w, method.lambda_cl), "softmax")
@@ -101,6 +102,13 @@ def pseudo_foreground(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tens
     total = weights.sum()
     return torch.where(total > 0, (weights * (labels > 0)).sum() / total.clamp_min(1e-12),
                        torch.zeros_like(total))
+
+
+def mean_top_probability(logits: torch.Tensor) -> torch.Tensor:
+    """Mean over pixels of the largest softmax probability of (N, C, *spatial) logits, a 0-d
+    tensor in [1/C, 1]: the teacher's confidence on the target whatever the selection rule
+    (with class-balanced selection ``confident_fraction`` is fixed by construction)."""
+    return logits.detach().float().softmax(dim=1).amax(dim=1).mean()
 
 
 def student_views(student: nn.Module, views: list[torch.Tensor], batched: bool) -> list[torch.Tensor]:
@@ -128,7 +136,7 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
         cube_size: synapse cube edge in voxels, for cube pseudo-labels.
 
     Returns keys: loss, loss_sup, and when adapting loss_cl, loss_cm, confident_fraction, and
-    pseudo_foreground (segmentation) or confident_pre, confident_post, pseudo_pre_ppm,
+    pseudo_foreground and teacher_confidence (segmentation) or confident_pre, confident_post, pseudo_pre_ppm,
     pseudo_post_ppm (synapse: positive pseudo-labels per million valid voxels).
     """
     objective = objective_for(task, method, class_weights, cube_size)
