@@ -24,8 +24,8 @@ from ..errors import MaskTwinsError
 NOT_TERMS = frozenset({"step", "seconds"})
 # Shown first, in this order, when logged; any other logged term follows in log order.
 PREFERRED_ORDER = ("loss", "loss_sup", "loss_cl", "loss_cm", "confident_fraction",
-                   "teacher_confidence", "pseudo_foreground", "confident_pre", "confident_post", "pseudo_pre_ppm",
-                   "pseudo_post_ppm", "val_iou", "val_f1", "val_mcc", "val_ap", "lr")
+                   "teacher_confidence", "pseudo_foreground", "confident_pre", "confident_post",
+                   "pseudo_pre_ppm", "pseudo_post_ppm", "val_iou", "val_f1", "val_mcc", "val_ap", "lr")
 PANEL_INCHES = (4.2, 2.8)
 MAX_COLUMNS = 3
 
