@@ -199,6 +199,11 @@ def check_consistency(recipe: Recipe) -> None:
                              "never used (for a source-only run set method.adapt = false)")
     if recipe.method.mask_mode == "single" and recipe.method.num_views != 2:
         raise MaskTwinsError("recipe key 'method.num_views' must stay 2 with method.mask_mode = 'single'")
+    for key in ("gamma_range", "blur_sigma", "strong_blur_sigma"):
+        low, high = getattr(recipe.augment, key)
+        if low > high:
+            raise MaskTwinsError(f"recipe key 'augment.{key}' = {[low, high]}: expected [low, high] "
+                                 "with low <= high")
     check_task(recipe)
 
 

@@ -48,6 +48,70 @@ class DataSection:
 
 
 @dataclass(frozen=True)
+class AugmentSection:
+    """Batch augmentation on the training device (MONAI transforms; every group off by default,
+    which leaves the batches of data.augment / data.intensity_augment unchanged). Sources: the
+    paper trains its EM U-Net with flip, transpose, rotate, resize and elastic deformation
+    (DA-ISC's albumentations pipeline); the released code gives the student's target image
+    colour jitter and blur before masking (DACS); section defects are this project's, for 3-D EM."""
+
+    rotate_prob: float = doc("geometric (paper: Rotate): probability of a rotation by an arbitrary "
+                             "angle in the (y, x) plane (3-D: about z, for anisotropic sections)",
+                             0.0, min=0.0, max=1.0)
+    rotate_degrees: float = doc("rotation angle drawn uniformly in [-this, this] degrees", 180.0,
+                                min=0.0, max=180.0)
+    scale_prob: float = doc("geometric (paper: Resize): probability of an in-plane zoom", 0.0,
+                            min=0.0, max=1.0)
+    scale_range: float = doc("zoom factor per in-plane axis drawn in [1 - this, 1 + this]", 0.2,
+                             min=0.0, lt=1.0)
+    elastic_prob: float = doc("geometric (paper: ElasticTransform): probability of an elastic "
+                              "deformation (MONAI Rand2DElastic / Rand3DElastic)", 0.0,
+                              min=0.0, max=1.0)
+    elastic_spacing: int = doc("elastic control-point spacing in voxels (3-D: the smoothing sigma "
+                               "is a quarter of it)", 32, min=4)
+    elastic_magnitude: float = doc("largest control-point displacement, in voxels (drawn in "
+                                   "[this / 2, this])", 2.0, min=0.0, max=32.0)
+    misalign_prob: float = doc("geometric, 3-D only (this project): probability that the sections "
+                               "from a random z on are shifted in-plane, image and labels alike "
+                               "(section misalignment)", 0.0, min=0.0, max=1.0)
+    misalign_pixels: int = doc("largest misalignment shift in voxels per in-plane axis", 8, min=0,
+                               max=64)
+    contrast_prob: float = doc("intensity, source only (paper: RandomBrightnessContrast): "
+                               "probability of a contrast/brightness change", 0.0, min=0.0, max=1.0)
+    contrast: float = doc("contrast factor drawn in [1 - this, 1 + this]", 0.2, min=0.0, lt=1.0)
+    brightness: float = doc("brightness shift drawn in [-this, this] standard deviations", 0.2,
+                            min=0.0, max=2.0)
+    gamma_prob: float = doc("intensity, source only (this project): probability of a gamma "
+                            "change (MONAI AdjustContrast, mean and std kept)", 0.0, min=0.0, max=1.0)
+    gamma_range: tuple = doc("gamma drawn in [low, high]", (0.7, 1.5), length=(2,), gt=0.0, max=5.0)
+    blur_prob: float = doc("intensity, source only (paper: MotionBlur; here Gaussian): "
+                           "probability of a Gaussian blur (MONAI GaussianSmooth)", 0.0,
+                           min=0.0, max=1.0)
+    blur_sigma: tuple = doc("blur sigma drawn in [low, high] voxels", (0.5, 1.5), length=(2,),
+                            min=0.0, max=10.0)
+    noise_prob: float = doc("intensity, source only (this project): probability of additive "
+                            "Gaussian noise", 0.0, min=0.0, max=1.0)
+    noise_std: float = doc("noise standard deviation, in the volume's standard deviations", 0.1,
+                           min=0.0, max=2.0)
+    missing_section_prob: float = doc("intensity, 3-D source only (this project): probability that "
+                                      "one section is blanked to the volume's mean", 0.0,
+                                      min=0.0, max=1.0)
+    strong_target: bool = doc("the released code's strong target augmentation: the student's copy "
+                              "of the target batch gets the jitter and blur below before it is "
+                              "masked; the teacher predicts on the un-augmented target (and the "
+                              "target crops skip data.intensity_augment)", False)
+    strong_jitter_prob: float = doc("strong target: probability of brightness/contrast jitter "
+                                    "(released code: 0.8)", 0.8, min=0.0, max=1.0)
+    strong_jitter: float = doc("strong target: contrast factor in [1 - this, 1 + this] and "
+                               "brightness shift in [-this, this] std (released code: 0.2)", 0.2,
+                               min=0.0, lt=1.0)
+    strong_blur_prob: float = doc("strong target: probability of a Gaussian blur (released code: "
+                                  "0.5)", 0.5, min=0.0, max=1.0)
+    strong_blur_sigma: tuple = doc("strong target: blur sigma in [low, high] pixels (released "
+                                   "code: 0.15-1.15)", (0.15, 1.15), length=(2,), min=0.0, max=10.0)
+
+
+@dataclass(frozen=True)
 class ModelSection:
     """The network and its task (segmentation or synapse detection)."""
 
@@ -186,6 +250,7 @@ class Recipe:
     """One self-contained recipe: every setting of a run."""
 
     data: DataSection = field(default_factory=DataSection)
+    augment: AugmentSection = field(default_factory=AugmentSection)
     model: ModelSection = field(default_factory=ModelSection)
     method: MethodSection = field(default_factory=MethodSection)
     train: TrainSection = field(default_factory=TrainSection)

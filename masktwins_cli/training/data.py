@@ -78,5 +78,7 @@ def open_training_data(recipe: Recipe) -> TrainingData:
                              "unlabeled target volume (or set method.adapt = false)")
     target_raw, target_stats = open_image(recipe, d.target_raw, "data.target_raw")
     target_crops = VolumeCrops(target_raw, target_stats, None, m.num_classes, (target_raw.uri, ""))
-    target = PatchSampler(target_crops, d.patch_size, m.spatial_dims, d.augment, d.intensity_augment)
+    # with the strong target augmentation the teacher sees the target without intensity jitter
+    jitter = 0.0 if recipe.augment.strong_target else d.intensity_augment
+    target = PatchSampler(target_crops, d.patch_size, m.spatial_dims, d.augment, jitter)
     return TrainingData(source, target)

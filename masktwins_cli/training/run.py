@@ -17,6 +17,7 @@ from ..errors import MaskTwinsError
 from ..inference.windows import autocast_for
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..method.teacher import ema_alpha_at, make_teacher, update_ema
+from .batches import draw_batch, memory_format
 from .data import TrainingData, open_training_data
 from .distributed import (
     Distributed,
@@ -33,7 +34,7 @@ from .distributed import (
 from .loop import LoopParts, LoopSchedule, run_loop
 from .metrics_log import JsonlLog
 from .model_setup import build_from_recipe, check_resume_compatible, resolve_device
-from .step import Batch, masktwins_losses
+from .step import masktwins_losses
 from .validation import Validator
 
 log = logging.getLogger(__name__)
@@ -70,27 +71,6 @@ def _optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     fused = next(model.parameters()).device.type == "cuda"  # one kernel for the whole update
     return cls(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused or None)
-
-
-def memory_format(recipe: Recipe, device: torch.device) -> torch.memory_format:
-    """channels_last (2-D) or channels_last_3d (3-D) on CUDA with ``train.channels_last``;
-    else contiguous."""
-    if device.type != "cuda" or not recipe.train.channels_last:
-        return torch.contiguous_format
-    return torch.channels_last_3d if recipe.model.spatial_dims == 3 else torch.channels_last
-
-
-def _batch(data: TrainingData, recipe: Recipe, state: RunState, device: torch.device,
-           with_target: bool = True) -> Batch:
-    """Source crops and labels, and target crops when ``with_target`` (and a target exists)."""
-    layout = memory_format(recipe, device)
-    images, labels = data.source.sample(recipe.train.batch_size, state.data_rng)
-    target = None
-    if with_target and data.target is not None:
-        target, _ = data.target.sample(recipe.train.target_batch_size, state.data_rng)
-        target = torch.from_numpy(target).to(device, non_blocking=True, memory_format=layout)
-    return Batch(torch.from_numpy(images).to(device, non_blocking=True, memory_format=layout),
-                 torch.from_numpy(labels).to(device, non_blocking=True), target)
 
 
 def _rng_payload(state: RunState) -> dict:
@@ -183,7 +163,7 @@ class Run:
         r = self.recipe
         self.model.train()
         adapting = step >= r.method.adapt_start  # before: source-only warm-up, no target drawn
-        batch = _batch(self.data, r, self.state, self.device, with_target=adapting)
+        batch = draw_batch(self.data, r, self.state.data_rng, self.device, with_target=adapting)
         weights = (torch.tensor(r.method.class_weights, dtype=torch.float32, device=self.device)
                    if r.method.class_weights else None)
         with autocast_for(self.device, r.train.amp):

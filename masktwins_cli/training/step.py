@@ -35,11 +35,14 @@ SYNAPSE_CHANNELS = ("pre", "post")
 @dataclass
 class Batch:
     """One iteration's tensors: source images (B, 1, *sp), labels (B, *sp) int64 (segmentation)
-    or (B, 2, *sp) float32 0/1 cube targets (synapse), target (Bt, 1, *sp)."""
+    or (B, 2, *sp) float32 0/1 cube targets (synapse), target (Bt, 1, *sp) as the teacher sees
+    it, and ``target_student`` (Bt, 1, *sp), the student's strongly augmented copy of it before
+    masking (None: the student sees ``target``)."""
 
     source: torch.Tensor
     source_labels: torch.Tensor
     target: torch.Tensor | None = None
+    target_student: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,8 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
     spatial = tuple(batch.target.shape[2:])
     masks = view_masks(method.mask_mode, batch.target.shape[0], spatial, method.block_size,
                        method.mask_ratio, method.num_views, generator)
-    view_logits = student_views(student, masked_views(batch.target, masks), batched_views)
+    student_target = batch.target if batch.target_student is None else batch.target_student
+    view_logits = student_views(student, masked_views(student_target, masks), batched_views)
     loss_cl = objective.twin(view_logits, labels, weights)
     loss_cm = consistency_loss(view_logits, method.consistency_on, objective.activation)
     total = loss_sup + loss_cl + method.lambda_cm * loss_cm
