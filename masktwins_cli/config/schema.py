@@ -183,6 +183,17 @@ class MethodSection:
                              "foreground fraction f clipped to [0.05, 0.95], the rarer class weighted "
                              "max(f, 1-f) / min(f, 1-f), the other 1) or none", "rebalance",
                              choices=("rebalance", "none"))
+    pseudo_margin: tuple = doc("pseudo-labels within this many voxels of the patch border are "
+                               "ignored, one value per axis (y, x) or (z, y, x); empty = none. The "
+                               "teacher's border predictions lack context and carry its window-edge "
+                               "behaviour, which self-training would amplify", (),
+                               length=(0, 2, 3), min=0, integer=True)
+    teacher_context: tuple = doc("the teacher predicts the pseudo-labels on a target crop this many "
+                                 "voxels larger at each end of each axis ((y, x) or (z, y, x)) and "
+                                 "the student learns the centre (data.patch_size): pseudo-labels "
+                                 "near the student's border then come from the teacher's interior, "
+                                 "not from its window edge; empty = the same crop", (),
+                                 length=(0, 2, 3), min=0, integer=True)
     quality_tau: float = doc("[tau] confidence above which a pixel counts for the quality weight",
                              0.968, gt=0.0, lt=1.0)
     adain: bool = doc("AdaIN: re-style source features with target statistics in shallow stages", True)

@@ -134,3 +134,27 @@ def cube_pseudo_labels(teacher_logits: torch.Tensor, thresholds, cube_size: int,
     peaks = (probs >= delta) & (probs == local_max)
     cubes = F.max_pool3d(peaks.float(), cube_size, stride=1, padding=cube_size // 2) > 0
     return labels_and_fraction(cubes, cubes | (probs <= 1.0 - delta))
+
+
+def ignore_margin(weights: torch.Tensor, margin) -> torch.Tensor:
+    """Zero the pseudo-label weights within ``margin`` voxels of the patch border.
+
+    ``weights`` is (B, *spatial) or (B, C, *spatial); ``margin`` has one entry per spatial axis
+    (counted from the end), 0 = keep the axis whole. The teacher predicts each patch without
+    the context beyond it, so its border predictions are its least reliable, and they carry
+    whatever the network does at a window edge (zero padding): pseudo-labels there would teach
+    the student the teacher's border behaviour, and self-training amplifies it. (DAFormer drops
+    fixed image margins of its pseudo-labels for a related reason.) Returns a new tensor.
+    """
+    if not any(margin):
+        return weights
+    out = weights.clone()
+    spatial = len(margin)
+    for axis, m in enumerate(margin):
+        if m <= 0:
+            continue
+        dim = weights.dim() - spatial + axis
+        size = weights.shape[dim]
+        out.narrow(dim, 0, min(m, size)).zero_()
+        out.narrow(dim, max(size - m, 0), min(m, size)).zero_()
+    return out

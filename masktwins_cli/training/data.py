@@ -80,5 +80,7 @@ def open_training_data(recipe: Recipe) -> TrainingData:
     target_crops = VolumeCrops(target_raw, target_stats, None, m.num_classes, (target_raw.uri, ""))
     # with the strong target augmentation the teacher sees the target without intensity jitter
     jitter = 0.0 if recipe.augment.strong_target else d.intensity_augment
-    target = PatchSampler(target_crops, d.patch_size, m.spatial_dims, d.augment, jitter)
+    context = recipe.method.teacher_context or (0,) * m.spatial_dims
+    teacher_patch = tuple(p + 2 * c for p, c in zip(d.patch_size, context))
+    target = PatchSampler(target_crops, teacher_patch, m.spatial_dims, d.augment, jitter)
     return TrainingData(source, target)

@@ -27,7 +27,12 @@ from ..method.losses import (
     weighted_bce,
 )
 from ..method.masking import masked_views, view_masks
-from ..method.pseudo_labels import cube_pseudo_labels, pseudo_labels, sigmoid_pseudo_labels
+from ..method.pseudo_labels import (
+    cube_pseudo_labels,
+    ignore_margin,
+    pseudo_labels,
+    sigmoid_pseudo_labels,
+)
 
 SYNAPSE_CHANNELS = ("pre", "post")
 
@@ -37,7 +42,9 @@ class Batch:
     """One iteration's tensors: source images (B, 1, *sp), labels (B, *sp) int64 (segmentation)
     or (B, 2, *sp) float32 0/1 cube targets (synapse), target (Bt, 1, *sp) as the teacher sees
     it, and ``target_student`` (Bt, 1, *sp), the student's strongly augmented copy of it before
-    masking (None: the student sees ``target``)."""
+    masking (None: the student sees ``target``). With ``method.teacher_context`` = c the target
+    tensors are 2c larger per axis than the student's patch: the teacher sees the context, the
+    student the centre."""
 
     source: torch.Tensor
     source_labels: torch.Tensor
@@ -114,6 +121,17 @@ def mean_top_probability(logits: torch.Tensor) -> torch.Tensor:
     return logits.detach().float().softmax(dim=1).amax(dim=1).mean()
 
 
+def centre(tensor: torch.Tensor, context) -> torch.Tensor:
+    """(B, C, *spatial) without ``context`` voxels at each end of each spatial axis: the
+    student's patch inside the teacher's larger one (``method.teacher_context``)."""
+    spatial = len(context)
+    for axis, c in enumerate(context):
+        if c:
+            dim = tensor.dim() - spatial + axis
+            tensor = tensor.narrow(dim, c, tensor.shape[dim] - 2 * c)
+    return tensor
+
+
 def student_views(student: nn.Module, views: list[torch.Tensor], batched: bool) -> list[torch.Tensor]:
     """Predict each masked view; one forward over all views when normalisation is per-sample."""
     if batched and len(views) > 1:
@@ -149,13 +167,16 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
     recorder = StatisticsRecorder(method.adain_stages if method.adain else 0)
     with torch.no_grad():
         teacher_logits = labeler(batch.target, stage_hook=recorder if method.adain else None)
-    labels, weights, extra = objective.pseudo(teacher_logits)
+    context = method.teacher_context or (0,) * (batch.target.dim() - 2)
+    labels, weights, extra = objective.pseudo(centre(teacher_logits, context))
+    weights = ignore_margin(weights, method.pseudo_margin or (0,) * (batch.target.dim() - 2))
     styler = AdaINStyler(recorder.statistics) if method.adain else None
     loss_sup = objective.supervised(student(batch.source, stage_hook=styler), batch.source_labels)
-    spatial = tuple(batch.target.shape[2:])
-    masks = view_masks(method.mask_mode, batch.target.shape[0], spatial, method.block_size,
+    student_target = centre(batch.target if batch.target_student is None else batch.target_student,
+                            context)
+    spatial = tuple(student_target.shape[2:])
+    masks = view_masks(method.mask_mode, student_target.shape[0], spatial, method.block_size,
                        method.mask_ratio, method.num_views, generator)
-    student_target = batch.target if batch.target_student is None else batch.target_student
     view_logits = student_views(student, masked_views(student_target, masks), batched_views)
     loss_cl = objective.twin(view_logits, labels, weights)
     loss_cm = consistency_loss(view_logits, method.consistency_on, objective.activation)
