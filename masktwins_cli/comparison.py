@@ -103,15 +103,19 @@ def markdown_table(summary: Sequence[dict], title: str, metrics: Sequence[str] =
     lines = [title, "", "| method | seeds | " + " | ".join(headers) + " | train s |",
              "|---|---|" + "---|" * len(metrics) + "---|"]
     for row in summary:
-        cells = [_cell(row[m]) for m in metrics]
+        cells = [stat_cell(row[m], row["seeds"]) for m in metrics]
         lines.append(f"| {row['method']} | {row['seeds']} | " + " | ".join(cells)
                      + f" | {row['train_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
-def _cell(stat: dict) -> str:
+def stat_cell(stat: dict, seeds: int) -> str:
+    """``mean ± std`` over seeds; the mean alone for one seed (a spread of one run is no
+    spread)."""
     if math.isnan(stat["mean"]):
         return "nan"
+    if seeds < 2:
+        return f"{stat['mean']:.3f}"
     return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
 
 

@@ -117,15 +117,26 @@ def print_synapse_scores(result) -> None:
         print(f"overlay: {path}")
 
 
+SINGLE_SEED_NOTE = (
+    "One seed cannot rank NoAdapt and MaskTwins: each seed draws new data and a new start, and "
+    "the same seed gives other figures on another processor. The README's table averages 5 "
+    "seeds; for your own mean run e.g. --seed 0 --seed 1 --seed 2 --seed 3 --seed 4.")
+
+
 def print_demo_table(result) -> None:
-    """The demo's comparison: one row per method, mean and spread over seeds."""
+    """The demo's comparison: one row per method, mean and spread over seeds (the mean alone,
+    and a note that one seed cannot rank the methods, for a single seed)."""
+    from .comparison import stat_cell
+
     table = Table(title=f"Synthetic mitochondria, target test volume ({result.dims}-D, "
                         f"seeds {', '.join(map(str, result.seeds))})")
     table.add_column("method")
     for column in ("IoU", "F1", "MCC", "mAP", "train s"):
         table.add_column(column, justify="right")
     for row in result.summary:
-        cells = [f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}" for m in ("iou", "f1", "mcc", "ap")]
+        cells = [stat_cell(row[m], row["seeds"]) for m in ("iou", "f1", "mcc", "ap")]
         table.add_row(row["method"], *cells, f"{row['train_seconds']:.0f}")
     Console().print(table)
+    if len(result.seeds) < 2:
+        print(SINGLE_SEED_NOTE)
     print(f"results: {result.results_json}")

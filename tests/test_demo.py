@@ -40,3 +40,18 @@ def test_bad_override_fails_before_anything_is_written(tmp_path):
     with pytest.raises(MaskTwinsError, match="train.lrr"):
         run_demo(tmp_path / "d", overrides=["train.lrr=1"])
     assert not (tmp_path / "d").exists()
+
+
+def test_demo_output_says_one_seed_cannot_rank_the_methods(capsys):
+    from masktwins_cli.demo import DemoResult
+    from masktwins_cli.progress import SINGLE_SEED_NOTE, print_demo_table
+
+    runs = [{"method": m, "seed": 0, "train_seconds": 1.0, "iou": v, "f1": v, "mcc": v, "ap": v}
+            for m, v in (("NoAdapt", 0.5), ("MaskTwins", 0.6), ("Oracle", 0.9))]
+    one = DemoResult(2, [0], runs, summarise(runs, list(METHODS)), None)
+    print_demo_table(one)
+    shown = capsys.readouterr().out
+    assert "cannot rank" in shown and "± 0.000" not in shown and "0.600" in shown
+    two = [dict(r, seed=s) for r in runs for s in (0, 1)]
+    print_demo_table(DemoResult(2, [0, 1], two, summarise(two, list(METHODS)), None))
+    assert SINGLE_SEED_NOTE not in capsys.readouterr().out
