@@ -211,3 +211,18 @@ def test_recipe_rejects_a_reversed_range_and_unknown_keys(tmp_path, data):
     with pytest.raises(MaskTwinsError, match="augment.rotate_prob"):
         load_recipe(write_recipe(tmp_path / "t.toml", data, tmp_path / "run",
                                  augment={"rotate_prob": 1.5}))
+
+
+def test_a_checkpoint_from_before_augment_existed_resumes(tmp_path):
+    from masktwins_cli.config.recipe import recipe_to_dict
+    from masktwins_cli.config.schema import Recipe
+    from masktwins_cli.training.model_setup import check_resume_compatible
+
+    current = recipe_to_dict(Recipe())
+    older = {k: dict(v) for k, v in current.items() if k != "augment"}
+    for key in ("pseudo_margin", "teacher_context"):
+        del older["method"][key]
+    check_resume_compatible(older, current, tmp_path / "last.pt")  # no error
+    changed = recipe_to_dict(Recipe(augment=replace(AugmentSection(), rotate_prob=0.5)))
+    with pytest.raises(MaskTwinsError, match="augment.rotate_prob"):
+        check_resume_compatible(older, changed, tmp_path / "last.pt")

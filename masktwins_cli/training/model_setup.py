@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..config.recipe import recipe_from_dict, recipe_to_dict
 from ..config.schema import Recipe
 from ..errors import MaskTwinsError
 from ..models import build_model
@@ -48,7 +49,12 @@ def _first_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | N
 
 
 def check_resume_compatible(saved: Mapping[str, Any], current: Mapping[str, Any], path: Path) -> None:
-    """Resuming needs the same network, method and data as the checkpoint."""
+    """Resuming needs the same network, method and data as the checkpoint. Keys the checkpoint
+    predates (a recipe written before a section or key existed) count as their defaults."""
+    try:
+        saved = recipe_to_dict(recipe_from_dict(saved))
+    except MaskTwinsError:
+        pass  # compared as stored: the first difference is named below
     diff = _first_difference(saved, current)
     if diff is not None:
         raise MaskTwinsError(f"checkpoint {path} comes from an incompatible recipe ({diff})")
