@@ -122,3 +122,33 @@ def test_training_with_teacher_context_runs(tmp_path):
     with pytest.raises(MaskTwinsError, match="method.teacher_context"):
         load_recipe(write_recipe(tmp_path / "b.toml", data, tmp_path / "b",
                                  method={"teacher_context": [4, 4]}))
+
+
+def test_a_target_smaller_than_the_teachers_crop_names_the_context(tmp_path):
+    data = write_pair(tmp_path / "data")  # 32 x 32 slices
+    recipe = load_recipe(write_recipe(tmp_path / "r.toml", data, tmp_path / "run",
+                                      method={"teacher_context": [8, 8]}))
+    with pytest.raises(MaskTwinsError, match="method.teacher_context"):
+        train(recipe)
+
+
+@pytest.mark.parametrize("name", ["vnc3_to_cdeep3m.toml", "synthetic_mito2d.toml",
+                                  "vnc3_to_lucchi.toml", "mitoem_r_to_h.toml"])
+def test_shipped_2d_recipes_do_not_teach_the_teachers_window_edge(name):
+    """The border artifact (foreground along the last rows of every slice after MaskTwins on the
+    real pair) came from pseudo-labels at the teacher's window edge; the shipped 2-D recipes
+    must label the student's whole patch from the teacher's interior."""
+    from masktwins_cli.demo import shipped_recipe
+
+    recipe = load_recipe(shipped_recipe(name))
+    method = replace(recipe.method, adain=False, lambda_cm=0.0, confidence="threshold")
+    size = recipe.data.patch_size[0] // 4  # a smaller patch keeps the test light
+    context = recipe.method.teacher_context
+    assert context and min(context) >= 8
+    big = size + 2 * context[0]
+    batch = Batch(torch.randn(1, 1, size, size), torch.zeros(1, size, size, dtype=torch.long),
+                  torch.randn(1, 1, big, big))
+    student = Student(size, batch.source)
+    masktwins_losses(student, BottomEdgeTeacher(), batch, method,
+                     torch.Generator().manual_seed(0))["loss"].backward()
+    assert (student.logits.grad[0, 1, -4:] >= 0).all()  # never pulled towards foreground

@@ -11,8 +11,9 @@ from masktwins_cli.errors import MaskTwinsError
 
 def test_tiny_demo_writes_results_for_every_method_and_seed(tmp_path):
     stages = []
-    result = run_demo(tmp_path, dims=2, seeds=[0, 1], iterations=2, shape=(2, 64, 64),
-                      overrides=["data.patch_size=[64,64]", "train.threads=1"],
+    result = run_demo(tmp_path, dims=2, seeds=[0, 1], iterations=2, shape=(2, 80, 80),
+                      overrides=["data.patch_size=[64,64]", "method.teacher_context=[8,8]",
+                                 "train.threads=1"],
                       report=lambda *args: stages.append(args))
     assert {(r["method"], r["seed"]) for r in result.runs} == {(m, s) for m in METHODS
                                                                  for s in (0, 1)}

@@ -29,12 +29,13 @@ def run(*args, cwd):
 
 def test_prepare_train_infer_evaluate(tmp_path):
     data = tmp_path / "data"
-    run("prepare", "synthetic", str(data), "--dims", "2", "--seed", "3", "--shape", "4,64,64",
+    run("prepare", "synthetic", str(data), "--dims", "2", "--seed", "3", "--shape", "4,80,80",
         cwd=tmp_path)
     meta = json.loads((data / "dataset.json").read_text())
-    assert meta["shapes"]["source"] == [4, 64, 64]
+    assert meta["shapes"]["source"] == [4, 80, 80]
     run("train", str(_recipe()), "--set",
-        f'data.root="{data}"', "--set", "data.patch_size=[64,64]", "--set", "train.iterations=3",
+        f'data.root="{data}"', "--set", "data.patch_size=[64,64]", "--set",
+        "method.teacher_context=[8,8]", "--set", "train.iterations=3",
         "--set", "train.log_every=1", "--set", "train.threads=1", "--output-dir",
         str(tmp_path / "run"), cwd=tmp_path)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]

@@ -82,5 +82,11 @@ def open_training_data(recipe: Recipe) -> TrainingData:
     jitter = 0.0 if recipe.augment.strong_target else d.intensity_augment
     context = recipe.method.teacher_context or (0,) * m.spatial_dims
     teacher_patch = tuple(p + 2 * c for p, c in zip(d.patch_size, context))
+    spatial = target_crops.shape[-m.spatial_dims:]
+    if any(c and n < t for c, n, t in zip(context, spatial, teacher_patch)):
+        raise MaskTwinsError(f"{target_raw.uri}: its in-plane size {tuple(spatial)} is smaller than "
+                             f"the teacher's crop {teacher_patch} (data.patch_size + 2 x "
+                             f"method.teacher_context {list(context)}): lower "
+                             "method.teacher_context (or set it to [])")
     target = PatchSampler(target_crops, teacher_patch, m.spatial_dims, d.augment, jitter)
     return TrainingData(source, target)
