@@ -26,3 +26,25 @@ def test_train_and_infer_on_gpu_with_bf16(tmp_path):
                        str(tmp_path / "p.zarr"), device="cuda")
     prob = open_volume(out.output).read_all()
     assert np.isfinite(prob).all() and 0 <= prob.min() and prob.max() <= 1
+
+
+def test_augmentation_runs_on_the_gpu_and_matches_the_cpu():
+    from dataclasses import replace
+
+    from masktwins_cli.config.schema import AugmentSection
+    from masktwins_cli.data.augmentation import Augmenter
+
+    settings = replace(AugmentSection(), rotate_prob=1.0, scale_prob=1.0, elastic_prob=1.0,
+                       contrast_prob=1.0, gamma_prob=1.0, blur_prob=1.0, strong_target=True)
+    augmenter = Augmenter(settings, 2)
+    images = torch.randn(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    labels = (images[:, 0] > 0).long()
+    outputs = {}
+    for device in ("cpu", "cuda"):
+        rng = np.random.default_rng(0)
+        warped, warped_labels = augmenter.geometric(images.to(device), labels.to(device), rng)
+        outputs[device] = (augmenter.intensity(warped, rng), warped_labels,
+                           augmenter.strong_target(warped, rng))
+        assert all(t.device.type == device for t in outputs[device])
+    for cpu, gpu in zip(outputs["cpu"], outputs["cuda"]):
+        assert torch.allclose(cpu.float(), gpu.cpu().float(), atol=1e-3)

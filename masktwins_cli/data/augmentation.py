@@ -132,10 +132,10 @@ class Augmenter:
             scale = zoom or (1.0, 1.0)
             scale = scale if self.spatial_dims == 2 else (1.0, *scale)
             if elastic:
-                data = self._elastic(keys, modes, rotate, scale, rng)(data)
-            else:
+                data = self._elastic(keys, modes, rotate, scale, image.device, rng)(data)
+            else:  # grids are built on the batch's device (no host round trip on a GPU)
                 data = Affined(keys, rotate_params=rotate, scale_params=scale, mode=modes,
-                               padding_mode="reflection")(data)
+                               padding_mode="reflection", device=image.device)(data)
         image = _plain(data["image"])
         label = _plain(data["label"]) if label is not None else None
         if self.spatial_dims == 3 and image.shape[1] > 1 and _draw(rng, s.misalign_prob):
@@ -145,14 +145,14 @@ class Augmenter:
             label = None if label is None else shift_sections(label, start, dy, dx)
         return image, label
 
-    def _elastic(self, keys, modes, rotate, scale, rng: np.random.Generator):
+    def _elastic(self, keys, modes, rotate, scale, device: torch.device, rng: np.random.Generator):
         """MONAI's elastic transform with the rotation and zoom already drawn pinned in it, so the
         whole warp is one resampling (image and labels share its random state)."""
         s = self.settings
         pinned = {"rotate_range": tuple((a, a) for a in rotate),
                   "scale_range": tuple((f - 1.0, f - 1.0) for f in scale),
                   "magnitude_range": (s.elastic_magnitude / 2, s.elastic_magnitude),
-                  "prob": 1.0, "mode": modes, "padding_mode": "reflection"}
+                  "prob": 1.0, "mode": modes, "padding_mode": "reflection", "device": device}
         if self.spatial_dims == 2:
             transform = Rand2DElasticd(keys, spacing=(s.elastic_spacing,) * 2, **pinned)
         else:  # a dense field smoothed with sigma = spacing / 4 voxels, on all three axes
