@@ -46,5 +46,8 @@ def test_augmentation_runs_on_the_gpu_and_matches_the_cpu():
         outputs[device] = (augmenter.intensity(warped, rng), warped_labels,
                            augmenter.strong_target(warped, rng))
         assert all(t.device.type == device for t in outputs[device])
-    for cpu, gpu in zip(outputs["cpu"], outputs["cuda"]):
-        assert torch.allclose(cpu.float(), gpu.cpu().float(), atol=1e-3)
+    (image_c, labels_c, strong_c), (image_g, labels_g, strong_g) = outputs["cpu"], outputs["cuda"]
+    assert torch.allclose(image_c, image_g.cpu(), atol=1e-3)
+    assert torch.allclose(strong_c, strong_g.cpu(), atol=1e-3)
+    # nearest-neighbour labels may round the other way where a grid point falls half-way
+    assert (labels_c == labels_g.cpu()).float().mean() > 0.99
