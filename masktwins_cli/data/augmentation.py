@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from monai.transforms import AdjustContrast, Affined, GaussianSmooth, Rand2DElasticd, Rand3DElasticd
 
+from ..config.schema import AugmentSection
+
 SEED_RANGE = 2**31 - 1
 
 
@@ -70,7 +72,7 @@ def brightness_contrast(image: torch.Tensor, contrast: float, brightness: float)
 class Augmenter:
     """The recipe's ``[augment]`` section as callable batch transforms; ``spatial_dims`` 2 or 3."""
 
-    settings: object
+    settings: AugmentSection
     spatial_dims: int
 
     # ---- which groups are on -------------------------------------------------------------
