@@ -191,17 +191,14 @@ def check_consistency(recipe: Recipe) -> None:
     if weights and len(weights) != recipe.model.num_classes:
         raise MaskTwinsError(f"recipe key 'method.class_weights' = {list(weights)}: expected "
                              f"{recipe.model.num_classes} entries (model.num_classes)")
-    margin = recipe.method.pseudo_margin
-    if margin and len(margin) != dims:
-        raise MaskTwinsError(f"recipe key 'method.pseudo_margin' = {list(margin)}: needs {dims} "
-                             "entries (or [] for none)")
+    margin, context = recipe.method.pseudo_margin, recipe.method.teacher_context
+    for key, value in (("method.pseudo_margin", margin), ("method.teacher_context", context)):
+        if value and len(value) != dims:
+            raise MaskTwinsError(f"recipe key '{key}' = {list(value)}: needs {dims} entries (or [] "
+                                 "for none)")
     if margin and any(2 * m >= p for m, p in zip(margin, recipe.data.patch_size)):
         raise MaskTwinsError(f"recipe key 'method.pseudo_margin' = {list(margin)}: leaves no pseudo-"
                              f"labels in a data.patch_size {list(recipe.data.patch_size)} patch")
-    context = recipe.method.teacher_context
-    if context and len(context) != dims:
-        raise MaskTwinsError(f"recipe key 'method.teacher_context' = {list(context)}: needs {dims} "
-                             "entries (or [] for none)")
     if context and any((p + 2 * c) % f for p, c, f in zip(recipe.data.patch_size, context, factors)):
         raise MaskTwinsError(f"recipe key 'method.teacher_context' = {list(context)}: the teacher's "
                              "crop (data.patch_size + 2 x context) must stay divisible by the "
