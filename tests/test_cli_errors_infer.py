@@ -57,6 +57,16 @@ def test_infer_foreign_torch_file(tmp_path, infer_input, payload):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_infer_cuda_without_gpu_names_the_option(tmp_path, infer_input, tiny_trained_run):
+    before = snapshot(tmp_path)
+    result = invoke("infer", tiny_trained_run / "last.pt", infer_input, "-o",
+                    tmp_path / "out.zarr/p", "--device", "cuda")
+    line = assert_user_error(result, "--device")
+    assert "train.device" not in line
+    assert snapshot(tmp_path) == before
+
+
 def test_infer_3d_checkpoint_on_2d_image(tmp_path, tiny_recipe):
     from masktwins_cli.config.recipe import load_recipe
     from masktwins_cli.training.run import train

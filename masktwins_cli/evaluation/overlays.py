@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image
 
 from masktwins_cli.errors import MaskTwinsError
-from masktwins_cli.evaluation.metrics import _check_threshold, _prob_array, _truth_array
+
+from ..scoring.metrics import check_threshold, prob_array, truth_array
 
 FN_COLOUR = (255, 0, 0)
 FP_COLOUR = (0, 255, 0)
@@ -107,7 +108,7 @@ def write_overlays(
     (negative indices count from the end); by default up to ``max_slices`` evenly spaced ones.
     ``out_dir`` is created if needed. Colours: see the module docstring.
     """
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     arrays: list[Any] = [a if hasattr(a, "shape") else np.asarray(a) for a in (raw, prob, truth)]
     shapes = [tuple(a.shape) for a in arrays]
     if len(set(shapes)) != 1:
@@ -144,8 +145,8 @@ def write_overlays(
             raw_z, prob_z, truth_z = (np.asarray(a) for a in arrays)
         else:
             raw_z, prob_z, truth_z = (np.asarray(a[z]) for a in arrays)
-        pred = _prob_array(prob_z, z) >= threshold
-        rgb = overlay_rgb(raw_z, pred, _truth_array(truth_z, z))
+        pred = prob_array(prob_z, z) >= threshold
+        rgb = overlay_rgb(raw_z, pred, truth_array(truth_z, z))
         path = out_dir / f"overlay_z{z:04d}.png"
         _write_png_atomic(rgb, path)
         paths.append(path)

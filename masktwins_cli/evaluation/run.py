@@ -10,7 +10,7 @@ import numpy as np
 from ..data.patches import as_zyx
 from ..errors import MaskTwinsError
 from ..io.volumes import open_volume
-from .metrics import SegmentationScores, score_slices, score_volume
+from ..scoring.metrics import SegmentationScores, score_slices, score_volume
 from .overlays import write_overlays
 
 

@@ -361,9 +361,9 @@ def worker_device(choice: str, worker: int):
     index given, GPU ``worker % count`` so local workers spread over the GPUs."""
     import torch
 
-    from ..training.model_setup import resolve_device
+    from ..runtime.device import resolve_device
 
-    device = resolve_device(choice)
+    device = resolve_device(choice, "--device")
     if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
         return torch.device("cuda", worker % torch.cuda.device_count())
     return device

@@ -28,13 +28,14 @@ from ..config.schema import Recipe
 from ..data.normalization import intensity_stats, strided_sample
 from ..errors import MaskTwinsError
 from ..io.checkpoints import load_checkpoint
-from ..training.model_setup import build_from_recipe, load_weights, resolve_device
+from ..runtime.device import resolve_device
+from ..runtime.networks import build_from_recipe, load_weights
+from ..runtime.windows import importance_map, predict_box, recipe_window_settings
 from .blocks import BlockPlan, BlockWork, ZyxView
 from .output import OutputTarget, chunk_flusher
 from .pipeline import BlockCounts, Predictor, predict_blocks
 from .records import Staging, file_sha256, fingerprint, make_manifest, open_staging, shard_indices
 from .roi import RoiMask
-from .windows import WindowSettings, importance_map, predict_box
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +111,7 @@ def block_predictor(model, recipe: Recipe, plan: BlockPlan, stats,
     autocast and TTA: the foreground probability (z, y, x) (softmax class 1) of a segmentation
     model, or (C, z, y, x) sigmoid probabilities of a synapse model."""
     synapse = recipe.model.task == "synapse"
-    settings = WindowSettings(recipe.model.spatial_dims, tuple(plan.window[-recipe.model.spatial_dims:]),
-                              recipe.infer.overlap, recipe.infer.batch_size, recipe.infer.blend,
-                              "sigmoid" if synapse else "softmax", None if synapse else (1,),
-                              recipe.train.amp, recipe.infer.tta)
+    settings = recipe_window_settings(recipe, plan.window)
     weights = importance_map(plan.window, recipe.infer.blend, device)
 
     def predict(raw: np.ndarray, work: BlockWork, keep: np.ndarray | None = None) -> np.ndarray:
@@ -240,6 +238,7 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
     (i-1)-th. Whichever process finds every block done moves the output into place.
     """
     started = time.perf_counter()
+    torch_device = resolve_device(device, "--device")
     setup = InferSetup.prepare(checkpoint, input_uri, output_uri, overrides, weights)
     if restart and shard is not None:
         raise MaskTwinsError(f"--restart with --shard {shard[0]}/{shard[1]} would discard the "
@@ -252,7 +251,6 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
     if setup.up_to_date(overwrite):
         return replace(result, skipped=len(share), state="up-to-date",
                        seconds=time.perf_counter() - started)
-    torch_device = resolve_device(device)
     predict = setup.predictor(torch_device)
     staging, created = setup.open_staging(restart)
     try:

@@ -14,10 +14,12 @@ import torch
 from ..config.recipe import recipe_to_dict, recipe_to_toml, write_text_atomic
 from ..config.schema import Recipe
 from ..errors import MaskTwinsError
-from ..inference.windows import autocast_for
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..method.teacher import ema_alpha_at, make_teacher, update_ema
+from ..runtime.device import autocast_for, resolve_device
+from ..runtime.networks import build_from_recipe
 from .batches import draw_batch, memory_format
+from .compatibility import check_resume_compatible
 from .data import TrainingData, open_training_data
 from .distributed import (
     Distributed,
@@ -33,7 +35,6 @@ from .distributed import (
 )
 from .loop import LoopParts, LoopSchedule, run_loop
 from .metrics_log import JsonlLog
-from .model_setup import build_from_recipe, check_resume_compatible, resolve_device
 from .step import masktwins_losses
 from .validation import Validator
 
