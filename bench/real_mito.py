@@ -43,9 +43,10 @@ from masktwins_cli.comparison import (
     summarise,
     train_and_score,
 )
-from masktwins_cli.config.recipe import load_recipe, write_text_atomic
+from masktwins_cli.config.recipe import load_recipe
 from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.evaluation.figures import write_comparison_figure
+from masktwins_cli.io.atomic import write_text_atomic
 from masktwins_cli.io.volumes import open_volume
 from masktwins_cli.prepare.real import prepare_preset
 from masktwins_cli.progress import StageLog

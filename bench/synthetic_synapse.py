@@ -42,7 +42,8 @@ from masktwins_cli.comparison import (
     summarise,
     train_and_score,
 )
-from masktwins_cli.config.recipe import load_recipe, write_text_atomic
+from masktwins_cli.config.recipe import load_recipe
+from masktwins_cli.io.atomic import write_text_atomic
 from masktwins_cli.prepare.synthetic import parse_shape
 from masktwins_cli.prepare.synthetic_synapses import write_synapse_pair
 from masktwins_cli.progress import StageLog

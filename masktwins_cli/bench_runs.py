@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .comparison import MethodSpec
-from .config.recipe import write_text_atomic
 from .errors import MaskTwinsError
+from .io.atomic import write_text_atomic
 
 
 def chosen_methods(names: str, methods: Sequence[MethodSpec]) -> list[MethodSpec]:

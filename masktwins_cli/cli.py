@@ -266,7 +266,7 @@ def evaluate(
     table whose name holds a crop offset (syns_zyx_<z0>-<z1>_...) is shifted by it, as the
     challenge does for its ground truth; other tables hold local voxel coordinates.
     """
-    from .config.recipe import write_text_atomic
+    from .io.atomic import write_text_atomic
 
     if task == "synapse":
         from .evaluation.synapse_run import evaluate_synapses

@@ -15,8 +15,9 @@ from importlib import resources
 from pathlib import Path
 
 from .comparison import METRICS, Report, TestVolume, markdown_table, quoted, summarise, train_and_score
-from .config.recipe import load_recipe, write_text_atomic
+from .config.recipe import load_recipe
 from .errors import MaskTwinsError
+from .io.atomic import write_text_atomic
 from .prepare.synthetic import prepare_synthetic
 
 # method name -> recipe overrides on top of the shipped synthetic recipe

@@ -11,13 +11,11 @@ prediction ``prob >= threshold`` is compared with the truth and blended over the
 * true positive: blue ``(0, 0, 255)``, alpha 0.3 (a faint tint)
 * true negative: grey, unchanged
 
-Files are written atomically (a temporary file in ``out_dir``, then ``os.replace``).
+Files are written durably and atomically (:mod:`masktwins_cli.io.atomic`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from PIL import Image
 
 from masktwins_cli.errors import MaskTwinsError
 
+from ..io.atomic import atomic_open
 from ..scoring.metrics import check_threshold, prob_array, truth_array
 
 FN_COLOUR = (255, 0, 0)
@@ -81,15 +80,9 @@ def overlay_rgb(raw: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> np.ndar
 
 
 def _write_png_atomic(rgb: np.ndarray, path: Path) -> None:
-    """Write an ``(y, x, 3)`` uint8 image to ``path`` via a temp file and ``os.replace``."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(rgb).save(fh, format="PNG")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    """Write an ``(y, x, 3)`` uint8 image to ``path`` durably and atomically."""
+    with atomic_open(path, "wb") as stream:
+        Image.fromarray(rgb).save(stream, format="PNG")
 
 
 def write_overlays(

@@ -4,13 +4,13 @@ loaded with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import MaskTwinsError
+from .atomic import atomic_path
 
 FORMAT = "masktwins-checkpoint"
 VERSION = 1
@@ -19,13 +19,8 @@ VERSION = 1
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` (plus format tags) to ``path`` via a temporary file and an atomic rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as temporary:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, temporary)
     return path
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import tifffile
 import zarr
 
 from masktwins_cli.errors import MaskTwinsError
+from masktwins_cli.io.atomic import swap_in, temporary_sibling
 from masktwins_cli.io.uri import (
     ParsedUri,
     ensure_zarr_parents,
@@ -328,22 +328,12 @@ def _remove(path: Path) -> None:
 
 @contextlib.contextmanager
 def _atomic_target(target: Path) -> Iterator[Path]:
-    """Yield a hidden sibling ``.name.tmp-<pid>-<random>`` to write; it replaces ``target`` if the
-    body succeeds (an old target is deleted after the rename) and is deleted otherwise."""
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    """Yield a hidden sibling to write; it replaces ``target`` if the body succeeds
+    (:func:`~masktwins_cli.io.atomic.swap_in`) and is deleted otherwise."""
+    temporary = temporary_sibling(target)
     try:
         yield temporary
-        if temporary.is_dir() and target.exists():
-            old = temporary.with_name(temporary.name.replace(".tmp-", ".old-"))
-            os.replace(target, old)  # directories cannot be renamed over non-empty ones
-            try:
-                os.replace(temporary, target)
-            except BaseException:
-                os.replace(old, target)
-                raise
-            _remove(old)
-        else:  # files (and directories onto nothing) are replaced atomically
-            os.replace(temporary, target)
+        swap_in(temporary, target)
     finally:
         _remove(temporary)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MaskTwinsError
+from ..io.atomic import swap_in
 from ..io.uri import zarr_node_type
 from ..io.volumes import write_volume
 from .presets import StackJob, preset_jobs
@@ -193,15 +194,6 @@ def _record(staging: Path, job: StackJob, images: StackSource, labels: StackSour
     }  # fmt: skip
 
 
-def _swap_in(staging: Path, out: Path) -> None:
-    """Move a complete staged zarr to ``out``, replacing an existing one."""
-    old = out.with_name(f".old-{secrets.token_hex(4)}-{out.name}")
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def run_jobs(name: str, jobs: Sequence[StackJob], overwrite: bool = False) -> PreparedReal:
     """Check every job, stage every output, then move them all into place."""
     outs = [job.out for job in jobs]
@@ -220,7 +212,7 @@ def run_jobs(name: str, jobs: Sequence[StackJob], overwrite: bool = False) -> Pr
             staged.append((staging, job.out))
             results.append(_stage(job, images, labels, staging))
         for staging, out in staged:
-            _swap_in(staging, out)
+            swap_in(staging, out)
         return PreparedReal(name, tuple(results))
     finally:
         for staging, _ in staged:

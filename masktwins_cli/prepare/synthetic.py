@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.recipe import write_text_atomic
 from ..errors import MaskTwinsError
+from ..io.atomic import write_text_atomic
 from ..io.volumes import write_volume
 from .synthetic_layout import VOLUMES, chunks_for
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config.recipe import recipe_to_dict, recipe_to_toml, write_text_atomic
+from ..config.recipe import recipe_to_dict, recipe_to_toml
 from ..config.schema import Recipe
 from ..errors import MaskTwinsError
+from ..io.atomic import write_text_atomic
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..method.teacher import ema_alpha_at, make_teacher, update_ema
 from ..runtime.device import autocast_for, resolve_device
