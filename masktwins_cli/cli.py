@@ -41,7 +41,7 @@ def train(
 
     overrides = list(set_) + ([f"train.output_dir={json.dumps(str(output_dir))}"] if output_dir else [])
     resolved = load_recipe(recipe, overrides)  # before the heavy imports: bad recipes fail fast
-    from .progress import TrainProgress
+    from .terminal import TrainProgress
     from .training.distributed import is_main_process
     from .training.run import train as run_training
 
@@ -270,7 +270,7 @@ def evaluate(
 
     if task == "synapse":
         from .evaluation.synapse_run import evaluate_synapses
-        from .progress import print_synapse_scores
+        from .terminal import print_synapse_scores
 
         pairs = [(prediction, ground_truth)] + [_split_pair(text) for text in pair]
         result = evaluate_synapses(pairs, pre_radius, post_radius, overlay, raw)
@@ -283,7 +283,7 @@ def evaluate(
     if pair:
         raise MaskTwinsError("--pair is for --task synapse (point tables)")
     from .evaluation.run import evaluate as run_evaluation
-    from .progress import print_scores
+    from .terminal import print_scores
 
     if mode not in ("per_slice", "volume"):
         raise MaskTwinsError(f"--mode {mode!r}: expected per_slice or volume")
@@ -312,8 +312,8 @@ def demo(
     overwrite: bool = typer.Option(False, help="Replace a previous demo in OUT_DIR."),
 ) -> None:
     """The main job: synthetic pair -> NoAdapt, MaskTwins, Oracle -> infer -> evaluate -> table."""
-    from .demo import run_demo
-    from .progress import StageLog, print_demo_table
+    from .experiments.demo import run_demo
+    from .terminal import StageLog, print_demo_table
 
     with StageLog() as stages:
         result = run_demo(out_dir, dims=dims, seeds=list(seed), iterations=iterations,

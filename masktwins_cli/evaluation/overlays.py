@@ -79,7 +79,7 @@ def overlay_rgb(raw: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> np.ndar
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-def _write_png_atomic(rgb: np.ndarray, path: Path) -> None:
+def write_png_atomic(rgb: np.ndarray, path: Path) -> None:
     """Write an ``(y, x, 3)`` uint8 image to ``path`` durably and atomically."""
     with atomic_open(path, "wb") as stream:
         Image.fromarray(rgb).save(stream, format="PNG")
@@ -141,6 +141,6 @@ def write_overlays(
         pred = prob_array(prob_z, z) >= threshold
         rgb = overlay_rgb(raw_z, pred, truth_array(truth_z, z))
         path = out_dir / f"overlay_z{z:04d}.png"
-        _write_png_atomic(rgb, path)
+        write_png_atomic(rgb, path)
         paths.append(path)
     return paths

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import MaskTwinsError
 from ..io.atomic import fsync_path
-from ..io.uri import open_zarr_array, parse_uri, update_ome_multiscales
+from ..io.backends import open_zarr_array, parse_uri, update_ome_multiscales
 from .records import ARRAY, STAGING_SUFFIX
 
 DEFAULT_DATASET = "probabilities"

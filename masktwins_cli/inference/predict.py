@@ -68,11 +68,6 @@ class InferResult:
     shard: tuple[int, int] | None = None
     channels: int = 0
 
-    @property
-    def total(self) -> int:
-        """Blocks in the whole plan (same as ``blocks``)."""
-        return self.blocks
-
 
 def load_for_inference(checkpoint: str | Path, overrides: Sequence[str] = (),
                        weights: str = "student") -> tuple[torch.nn.Module, Recipe]:
@@ -157,7 +152,7 @@ def run_manifest(checkpoint: str | Path, weights: str, recipe: Recipe, volume, o
 
 def _absolute_uri(uri: str) -> str:
     """A volume URI with an absolute container path."""
-    from ..io.uri import ParsedUri, parse_uri
+    from ..io.backends import ParsedUri, parse_uri
 
     parsed = parse_uri(uri)
     return str(ParsedUri(parsed.kind, parsed.container.resolve(), parsed.dataset))

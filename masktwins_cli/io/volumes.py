@@ -1,7 +1,7 @@
 """The volume interface: every image volume (zarr, HDF5, TIFF) is read and written through here.
 
 A :class:`Volume` is a lazily opened, read-only, picklable view of the dataset a URI names (see
-:mod:`masktwins_cli.io.uri`). Axes keep the stored order: (z, y, x), (y, x), or (c, z, y, x)
+:mod:`masktwins_cli.io.backends`). Axes keep the stored order: (z, y, x), (y, x), or (c, z, y, x)
 with uncalibrated leading axes. ``voxel_size`` (nm per voxel) and ``offset`` (nm, world position
 of voxel 0) have one entry per spatial axis, (z, y, x) order.
 """
@@ -23,7 +23,7 @@ import zarr
 
 from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.io.atomic import swap_in, temporary_sibling
-from masktwins_cli.io.uri import (
+from masktwins_cli.io.backends import (
     ParsedUri,
     ensure_zarr_parents,
     open_array,

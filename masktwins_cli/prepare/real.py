@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import MaskTwinsError
 from ..io.atomic import swap_in
-from ..io.uri import zarr_node_type
+from ..io.backends import zarr_node_type
 from ..io.volumes import write_volume
 from .presets import StackJob, preset_jobs
 from .stacks import (

@@ -43,7 +43,7 @@ import numpy as np
 
 from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.io.atomic import atomic_path
-from masktwins_cli.io.uri import open_hdf5_file, reported_as
+from masktwins_cli.io.backends import open_hdf5_file, reported_as
 
 CSV_COLUMNS = ("kind", "id", "pre_id", "z", "y", "x")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")

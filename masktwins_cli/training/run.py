@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from .distributed import (
 )
 from .loop import LoopParts, LoopSchedule, run_loop
 from .metrics_log import JsonlLog
-from .step import masktwins_losses
+from .step import Objective, masktwins_losses, objective_for
 from .validation import Validator
 
 log = logging.getLogger(__name__)
@@ -166,12 +167,18 @@ class Run:
         self.model.train()
         adapting = step >= r.method.adapt_start  # before: source-only warm-up, no target drawn
         batch = draw_batch(self.data, r, self.state.data_rng, self.device, with_target=adapting)
-        weights = (torch.tensor(r.method.class_weights, dtype=torch.float32, device=self.device)
-                   if r.method.class_weights else None)
         with autocast_for(self.device, r.train.amp):
             return masktwins_losses(self.student, self.labeler, batch, r.method, self.state.mask_generator,
-                                    weights, batched_views=r.model.norm == "instance",
-                                    task=r.model.task, cube_size=r.data.cube_size)
+                                    batched_views=r.model.norm == "instance",
+                                    objective=self.objective)
+
+    @functools.cached_property
+    def objective(self) -> Objective:
+        """The task's loss maths, with the class-weight tensor on the device: built once."""
+        r = self.recipe
+        weights = (torch.tensor(r.method.class_weights, dtype=torch.float32, device=self.device)
+                   if r.method.class_weights else None)
+        return objective_for(r.model.task, r.method, weights, r.data.cube_size)
 
     def after_step(self, step: int) -> None:
         broadcast_buffers(self.model, self.dist)

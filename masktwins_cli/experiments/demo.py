@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..config.recipe import load_recipe
+from ..errors import MaskTwinsError
+from ..io.atomic import write_text_atomic
+from ..prepare.synthetic import prepare_synthetic
 from .comparison import METRICS, Report, TestVolume, markdown_table, quoted, summarise, train_and_score
-from .config.recipe import load_recipe
-from .errors import MaskTwinsError
-from .io.atomic import write_text_atomic
-from .prepare.synthetic import prepare_synthetic
 
 # method name -> recipe overrides on top of the shipped synthetic recipe
 METHODS: dict[str, list[str]] = {
