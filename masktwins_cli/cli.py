@@ -173,7 +173,16 @@ def infer_worker(
 
 
 def _infer_summary(result) -> str:
-    """One line: what this infer process did, with its block counts."""
+    """What this infer process did, with its block counts (and a note for a checkpoint of an
+    unfinished training run)."""
+    line = _infer_line(result)
+    if getattr(result, "unfinished", ""):
+        line += (f"\nnote: the checkpoint comes from an unfinished training run "
+                 f"({result.unfinished})")
+    return line
+
+
+def _infer_line(result) -> str:
     from .inference.records import shard_text
 
     who = f"shard {shard_text(result.shard)}: " if result.shard else ""

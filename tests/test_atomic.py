@@ -69,3 +69,20 @@ def test_swap_in_replaces_a_folder_whole(tmp_path):
     swap_in(staged, target)
     assert sorted(p.name for p in target.iterdir()) == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
+
+
+def test_the_next_write_sweeps_a_dead_writers_leftover(tmp_path):
+    target = tmp_path / "last.pt"
+    dead = tmp_path / ".last.pt.tmp-999999999-abcd1234"  # no such process
+    live = tmp_path / f".last.pt.tmp-{os.getpid()}-abcd1234"  # a writer still running
+    fresh = tmp_path / ".last.pt.tmp-999999998-00000000"  # too new to judge
+    other = tmp_path / ".other.pt.tmp-999999999-abcd1234"
+    for path in (dead, live, fresh, other):
+        path.write_bytes(b"partial")
+    old = 1_000_000_000
+    for path in (dead, live, other):
+        os.utime(path, (old, old))
+    write_text_atomic(target, "new")
+    assert not dead.exists()
+    assert live.exists() and fresh.exists() and other.exists()
+    assert target.read_text() == "new"

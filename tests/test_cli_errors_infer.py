@@ -271,3 +271,17 @@ def test_prepare_bad_options_write_nothing(tmp_path, args, fragment):
     line = assert_user_error(invoke("prepare", "synthetic", out, *args), fragment)
     assert ("dims" in line) or ("task" in line)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_infer_says_when_the_checkpoint_is_from_an_unfinished_run(tmp_path, infer_input,
+                                                                   tiny_trained_run):
+    from masktwins_cli.io.checkpoints import load_checkpoint, save_checkpoint
+
+    payload = load_checkpoint(tiny_trained_run / "last.pt")
+    payload["step"] = 1  # of the recipe's 2 iterations
+    payload.pop("format"), payload.pop("version")
+    save_checkpoint(tmp_path / "early.pt", payload)
+    done = infer(tmp_path / "early.pt", infer_input, tmp_path / "out.zarr/p")
+    assert done.exit_code == 0 and "unfinished training run (step 1 of 2)" in done.output
+    finished = infer(tiny_trained_run / "last.pt", infer_input, tmp_path / "out2.zarr/p")
+    assert finished.exit_code == 0 and "unfinished" not in finished.output

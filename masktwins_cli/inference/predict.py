@@ -67,11 +67,20 @@ class InferResult:
     state: str = "written"
     shard: tuple[int, int] | None = None
     channels: int = 0
+    unfinished: str = ""  # the checkpoint's progress when its run had not finished
 
 
 def load_for_inference(checkpoint: str | Path, overrides: Sequence[str] = (),
                        weights: str = "student") -> tuple[torch.nn.Module, Recipe]:
     """The network of a checkpoint (student or EMA teacher weights) and its recipe."""
+    model, recipe, _ = load_inference_checkpoint(checkpoint, overrides, weights)
+    return model, recipe
+
+
+def load_inference_checkpoint(checkpoint: str | Path, overrides: Sequence[str] = (),
+                              weights: str = "student") -> tuple[torch.nn.Module, Recipe, int | None]:
+    """:func:`load_for_inference` and the training step the checkpoint was written at (None
+    when it does not say): a step below ``train.iterations`` is an unfinished run."""
     path = Path(checkpoint)
     payload = load_checkpoint(path)
     bad = [o for o in overrides if not o.strip().startswith("infer.")]
@@ -91,7 +100,8 @@ def load_for_inference(checkpoint: str | Path, overrides: Sequence[str] = (),
         raise MaskTwinsError(f"checkpoint {path} has no {weights} weights (EMA was off)")
     model = build_from_recipe(recipe)
     load_weights(model, state, path)
-    return model.eval(), recipe
+    step = payload.get("step")
+    return model.eval(), recipe, int(step) if isinstance(step, int) else None
 
 
 def output_channels(recipe: Recipe) -> int:
@@ -176,6 +186,13 @@ class InferSetup:
     plan: BlockPlan
     manifest: dict
     mask: RoiMask | None = None
+    step: int | None = None
+
+    @property
+    def unfinished(self) -> str:
+        """'' for a finished run's checkpoint, else e.g. 'step 200 of 1500'."""
+        total = self.recipe.train.iterations
+        return f"step {self.step} of {total}" if self.step is not None and self.step < total else ""
 
     @classmethod
     def prepare(cls, checkpoint: str | Path, input_uri: str, output_uri: str,
@@ -183,7 +200,7 @@ class InferSetup:
         """Load and check everything; MaskTwinsError for a bad checkpoint, input or output."""
         from ..io.volumes import open_volume
 
-        model, recipe = load_for_inference(checkpoint, overrides, weights)
+        model, recipe, step = load_inference_checkpoint(checkpoint, overrides, weights)
         volume = open_volume(input_uri, ndim=(2, 3))
         if recipe.model.spatial_dims == 3 and len(volume.shape) == 2:
             raise MaskTwinsError(f"{input_uri}: a 2-D image, but checkpoint {checkpoint} holds a "
@@ -194,7 +211,7 @@ class InferSetup:
         mask = RoiMask.open(recipe.infer.mask, volume.shape) if recipe.infer.mask else None
         manifest = run_manifest(checkpoint, weights, recipe, volume, target.uri, stats, plan, mask)
         return cls(str(checkpoint), str(input_uri), weights, model, recipe, volume, target, stats,
-                   plan, manifest, mask)
+                   plan, manifest, mask, step)
 
     def up_to_date(self, overwrite: bool) -> bool:
         """True when the output exists and was committed from this very work; MaskTwinsError
@@ -242,7 +259,7 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
     plan, target = setup.plan, setup.target
     share = shard_indices(plan.count, shard)
     result = InferResult(target.uri, tuple(setup.volume.shape), plan.count, 0.0, device,
-                         shard=shard, channels=target.channels)
+                         shard=shard, channels=target.channels, unfinished=setup.unfinished)
     if setup.up_to_date(overwrite):
         return replace(result, skipped=len(share), state="up-to-date",
                        seconds=time.perf_counter() - started)

@@ -12,7 +12,8 @@ One protocol for every output of the package:
   absent, never partial.
 
 A kill between writing and renaming leaves only the hidden temporary, never a truncated file
-under the final name (tested by killing a writer there).
+under the final name (tested by killing a writer there); the next write of the same file
+removes such leftovers once their process is gone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -46,6 +48,43 @@ def temporary_sibling(path: Path, kind: str = "tmp") -> Path:
     return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
+STALE_SECONDS = 60.0
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def sweep_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries a killed writer of ``path`` left behind: hidden siblings
+    ``.NAME.tmp-PID-*`` whose process is gone and that are older than a minute. Returns them."""
+    removed = []
+    prefix = f".{path.name}.tmp-"
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for sibling in siblings:
+        if not sibling.name.startswith(prefix):
+            continue
+        pid_text = sibling.name[len(prefix):].split("-", 1)[0]
+        try:
+            stale = (not pid_text.isdigit() or not _process_alive(int(pid_text))) and \
+                time.time() - sibling.lstat().st_mtime > STALE_SECONDS
+        except OSError:
+            continue
+        if stale:
+            _remove(sibling)
+            removed.append(sibling)
+    return removed
+
+
 def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
@@ -57,6 +96,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     (or a kill) the temporary goes and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temporaries(path)
     temporary = temporary_sibling(path)
     try:
         yield temporary
