@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from .cli_prepare import prepare_app
-from .cli_support import user_errors
+from .cli_support import refuse_existing_outputs, user_errors
 from .errors import MaskTwinsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -267,6 +267,7 @@ def evaluate(
         None, help="Write PNG overlays here (FN red, FP green, TP blue; synapse: pre filled, "
         "post hollow markers)."),
     raw: str | None = typer.Option(None, help="Image volume for --overlay."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --json file and overlay PNGs."),
 ) -> None:
     """Score a prediction: IoU, F1, MCC at the threshold and average precision (mAP).
 
@@ -277,6 +278,7 @@ def evaluate(
     """
     from .io.atomic import write_text_atomic
 
+    refuse_existing_outputs(json_out, overlay, overwrite)
     if task == "synapse":
         from .evaluation.synapse_run import evaluate_synapses
         from .terminal import print_synapse_scores
@@ -340,9 +342,12 @@ def curves(
     label: list[str] = typer.Option([], help="Legend name per run, in order (repeatable; default: "
                                              "the shortest folder names that tell the runs apart)."),
     title: str = typer.Option("", help="Figure title."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
 ) -> None:
     """Plot training curves from log.jsonl: loss terms, pseudo-label statistics, validation scores."""
     from .evaluation.curves import choose_terms, load_runs, write_curves
+
+    refuse_existing_outputs(out, None, overwrite, "--out")
 
     logs = load_runs(runs, list(label) or None)
     chosen = choose_terms(logs, [t.strip() for t in terms.split(",") if t.strip()])

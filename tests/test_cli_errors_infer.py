@@ -285,3 +285,51 @@ def test_infer_says_when_the_checkpoint_is_from_an_unfinished_run(tmp_path, infe
     assert done.exit_code == 0 and "unfinished training run (step 1 of 2)" in done.output
     finished = infer(tiny_trained_run / "last.pt", infer_input, tmp_path / "out2.zarr/p")
     assert finished.exit_code == 0 and "unfinished" not in finished.output
+
+
+def test_evaluate_refuses_to_replace_an_existing_json_without_overwrite(tmp_path, eval_prediction,
+                                                                        eval_truth):
+    scores = tmp_path / "s.json"
+    scores.write_text("earlier scores")
+    before = snapshot(tmp_path)
+    assert_user_error(invoke("evaluate", eval_prediction, eval_truth, "--json", scores),
+                      scores, "--overwrite")
+    assert snapshot(tmp_path) == before
+    done = invoke("evaluate", eval_prediction, eval_truth, "--json", scores, "--overwrite")
+    assert done.exit_code == 0 and '"iou"' in scores.read_text()
+
+
+def test_evaluate_refuses_a_folder_of_earlier_overlays(tmp_path, eval_prediction, eval_truth):
+    folder = tmp_path / "overlays"
+    folder.mkdir()
+    (folder / "overlay_z0000.png").write_bytes(b"earlier")
+    before = snapshot(tmp_path)
+    assert_user_error(invoke("evaluate", eval_prediction, eval_truth, "--overlay", folder,
+                             "--raw", eval_prediction), folder, "--overwrite")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("values, shown", [((0, 7), "7"), ((0, 1, 7), "7"), ((0, -1), "-1"),
+                                           ((0.0, 0.5), "0.5"), ((0.0, np.nan), "nan")])
+def test_evaluate_truth_outside_the_classes_is_an_error(tmp_path, eval_prediction, values, shown):
+    rng = np.random.default_rng(0)
+    truth = np.asarray(values)[rng.integers(0, len(values), (2, 32, 32))]
+    uri = write(f"{tmp_path}/truth.zarr/t", truth.astype(np.int16 if truth.dtype.kind == "i"
+                                                           else truth.dtype))
+    before = snapshot(tmp_path)
+    line = assert_user_error(invoke("evaluate", eval_prediction, uri, "--json", tmp_path / "s.json"),
+                             tmp_path / "truth.zarr")
+    assert shown in line and "outside the classes" in line
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("override, key", [("infer.overlap=1.0", "infer.overlap"),
+                                           ("infer.batch_size=0", "infer.batch_size"),
+                                           ("infer.blend=\"box\"", "infer.blend")])
+def test_infer_bad_override_names_the_override_not_the_checkpoint(tmp_path, infer_input,
+                                                                   tiny_trained_run, override, key):
+    before = snapshot(tmp_path)
+    line = assert_user_error(infer(tiny_trained_run / "last.pt", infer_input,
+                                   tmp_path / "out.zarr/p", "--set", override), "--set", key)
+    assert "checkpoint" not in line
+    assert snapshot(tmp_path) == before

@@ -56,3 +56,9 @@ def test_demo_output_says_one_seed_cannot_rank_the_methods(capsys):
     two = [dict(r, seed=s) for r in runs for s in (0, 1)]
     print_demo_table(DemoResult(2, [0, 1], two, summarise(two, list(METHODS)), None))
     assert SINGLE_SEED_NOTE not in capsys.readouterr().out
+
+
+def test_a_bad_iteration_count_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(MaskTwinsError, match="train.iterations"):
+        run_demo(tmp_path / "d", seeds=[0], iterations=0, shape=(2, 80, 80))
+    assert not (tmp_path / "d").exists()

@@ -86,7 +86,8 @@ def run_demo(out_dir: str | Path = "runs/demo", dims: int = 2, seeds: list[int] 
     report = report or (lambda *args, **kwargs: None)
     if dims not in (2, 3):
         raise MaskTwinsError(f"--dims {dims}: expected 2 or 3")
-    load_recipe(shipped_recipe(f"synthetic_mito{dims}d.toml"), overrides or [])  # fail fast
+    every_run = [*(overrides or []), *([f"train.iterations={iterations}"] if iterations is not None else [])]
+    load_recipe(shipped_recipe(f"synthetic_mito{dims}d.toml"), every_run)  # fail fast: nothing written
     for seed in seeds:
         if (out / f"seed{seed}").exists():
             if not overwrite:

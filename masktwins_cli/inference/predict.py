@@ -90,9 +90,13 @@ def load_inference_checkpoint(checkpoint: str | Path, overrides: Sequence[str] =
     if not isinstance(payload.get("recipe"), dict):
         raise MaskTwinsError(f"checkpoint {path} has no recipe")
     try:
-        recipe = recipe_from_dict(apply_overrides(payload["recipe"], list(overrides)))
+        recipe_from_dict(payload["recipe"])
     except MaskTwinsError as err:
         raise MaskTwinsError(f"checkpoint {path}: its recipe does not validate here: {err}") from None
+    try:
+        recipe = recipe_from_dict(apply_overrides(payload["recipe"], list(overrides)))
+    except MaskTwinsError as err:  # the checkpoint's recipe is fine: an override is at fault
+        raise MaskTwinsError(f"--set: {err}") from None
     if weights not in ("student", "teacher"):
         raise MaskTwinsError(f"--weights {weights!r}: expected student or teacher")
     state = payload.get("model") if weights == "student" else payload.get("teacher")
