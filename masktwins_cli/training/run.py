@@ -115,6 +115,11 @@ def _prepare_output(recipe: Recipe, resume: bool, world_size: int = 1) -> tuple[
     if last.exists():
         raise MaskTwinsError(f"run folder {out} already holds a checkpoint: pass --resume to continue "
                              "it, or choose another train.output_dir (nothing was overwritten)")
+    for name in ("recipe.toml", "log.jsonl"):  # an earlier run's files, or the input recipe itself
+        if (out / name).exists():
+            raise MaskTwinsError(f"{out / name} exists (an earlier run's, or the recipe given): a "
+                                 "new run would replace it; choose another train.output_dir (or "
+                                 "--output-dir), or remove it (nothing was overwritten)")
     return out, None
 
 
