@@ -127,6 +127,36 @@ def _check_output(out: Path, overwrite: bool) -> None:
         raise MaskTwinsError(f"{out} exists and is not a zarr group; refusing to replace it")
 
 
+def _spec_paths(spec) -> list[Path]:
+    """The files or folders a stack spec reads: each path of a tuple, or the part of a URI or
+    glob before its HDF5 dataset or first wildcard."""
+    if isinstance(spec, tuple):
+        return [Path(p) for p in spec]
+    text = str(spec)
+    head, sep, _ = text.partition(":")
+    if sep and head.lower().endswith((".h5", ".hdf5", ".hdf")):
+        text = head
+    parts = []
+    for part in Path(text).parts:
+        if any(c in part for c in "*?["):
+            break
+        parts.append(part)
+    return [Path(*parts)] if parts else []
+
+
+def _check_not_reading_output(job: StackJob) -> None:
+    """Writing the output must never delete an input: refuse a job that reads from inside (or
+    from) its own output (``prepare stack X.zarr --images X.zarr/raw --overwrite``)."""
+    out = job.out.resolve()
+    for option, spec in (("--images", job.images), ("--labels", job.labels)):
+        for path in _spec_paths(spec) if spec is not None else []:
+            resolved = path.resolve()
+            if resolved == out or out in resolved.parents:
+                raise MaskTwinsError(f"{option} {spec} lies inside the output {job.out}: writing it "
+                                     "would replace its own input; choose another output name "
+                                     "(nothing was written)")
+
+
 def _resolve_job(job: StackJob) -> tuple[StackSource, StackSource | None]:
     """Resolve the image and label slices of a job and check that they pair up."""
     images = resolve_stack(job.images)
@@ -199,6 +229,8 @@ def run_jobs(name: str, jobs: Sequence[StackJob], overwrite: bool = False) -> Pr
     outs = [job.out for job in jobs]
     if len(set(outs)) != len(outs):
         raise MaskTwinsError(f"two outputs share a name: {outs}")
+    for job in jobs:
+        _check_not_reading_output(job)
     for out in outs:
         _check_output(out, overwrite)
     resolved = [_resolve_job(job) for job in jobs]
