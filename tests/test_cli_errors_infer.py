@@ -333,3 +333,25 @@ def test_infer_bad_override_names_the_override_not_the_checkpoint(tmp_path, infe
                                    tmp_path / "out.zarr/p", "--set", override), "--set", key)
     assert "checkpoint" not in line
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("verb", ["infer", "train"])
+def test_a_missing_chunk_stops_infer_and_train(tmp_path, tiny_trained_run, tiny_recipe, verb):
+    import shutil
+
+    import zarr
+
+    uri = write(f"{tmp_path}/in.zarr/raw", random_image((3, 32, 32)))
+    array = zarr.open_array(f"{tmp_path}/in.zarr", path="raw", mode="r")
+    (tmp_path / "in.zarr" / "raw" / array.metadata.encode_chunk_key((0, 0, 0))).unlink()
+    if verb == "infer":
+        before = snapshot(tmp_path)
+        assert_user_error(infer(tiny_trained_run / "last.pt", uri, tmp_path / "out.zarr/p"),
+                          "in.zarr", "missing")
+        assert snapshot(tmp_path) == before
+    else:
+        recipe = tiny_recipe()
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        assert_user_error(invoke("train", recipe, "--set", f'data.source_raw="{uri}"'),
+                          "in.zarr", "missing")
+        assert not (tmp_path / "run" / "last.pt").exists()
