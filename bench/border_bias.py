@@ -33,8 +33,8 @@ import torch
 from masktwins_cli.data.normalization import intensity_stats, normalize, strided_sample
 from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.inference.predict import load_for_inference
-from masktwins_cli.inference.windows import predict_block
 from masktwins_cli.io.volumes import open_volume
+from masktwins_cli.runtime.windows import predict_block
 
 EDGE = 8
 

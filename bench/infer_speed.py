@@ -37,10 +37,10 @@ import torch
 
 from masktwins_cli.config.recipe import recipe_from_dict, recipe_to_dict
 from masktwins_cli.inference.predict import infer_volume, plan_for
-from masktwins_cli.inference.windows import autocast_for
 from masktwins_cli.io.checkpoints import save_checkpoint
 from masktwins_cli.io.volumes import create_volume
-from masktwins_cli.training.model_setup import build_from_recipe, resolve_device
+from masktwins_cli.runtime.device import autocast_for, resolve_device
+from masktwins_cli.runtime.networks import build_from_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -165,7 +165,7 @@ def peak_rss(checkpoint: Path, volume: str, out: Path, device: str) -> tuple[flo
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     scale = SCALES[args.scale or ("gpu" if device.type == "cuda" else "cpu")]
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,10 @@ from pathlib import Path
 
 import torch
 
-from masktwins_cli.bench_runs import (
+from masktwins_cli.config.recipe import load_recipe
+from masktwins_cli.errors import MaskTwinsError
+from masktwins_cli.evaluation.figures import write_comparison_figure
+from masktwins_cli.experiments.bench_runs import (
     add_table_arguments,
     check_settings,
     chosen_methods,
@@ -35,7 +38,7 @@ from masktwins_cli.bench_runs import (
     run_table,
     write_training_curves,
 )
-from masktwins_cli.comparison import (
+from masktwins_cli.experiments.comparison import (
     MethodSpec,
     TestVolume,
     gap_closed,
@@ -43,12 +46,10 @@ from masktwins_cli.comparison import (
     summarise,
     train_and_score,
 )
-from masktwins_cli.config.recipe import load_recipe, write_text_atomic
-from masktwins_cli.errors import MaskTwinsError
-from masktwins_cli.evaluation.figures import write_comparison_figure
+from masktwins_cli.io.atomic import write_text_atomic
 from masktwins_cli.io.volumes import open_volume
 from masktwins_cli.prepare.real import prepare_preset
-from masktwins_cli.progress import StageLog
+from masktwins_cli.terminal import StageLog
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "vnc3_to_cdeep3m.toml"

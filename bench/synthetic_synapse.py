@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from masktwins_cli.bench_runs import (
+from masktwins_cli.config.recipe import load_recipe
+from masktwins_cli.experiments.bench_runs import (
     add_table_arguments,
     check_settings,
     chosen_methods,
@@ -35,21 +36,21 @@ from masktwins_cli.bench_runs import (
     run_table,
     write_training_curves,
 )
-from masktwins_cli.comparison import (
+from masktwins_cli.experiments.comparison import (
     MethodSpec,
     TestVolume,
     markdown_table,
     summarise,
     train_and_score,
 )
-from masktwins_cli.config.recipe import load_recipe, write_text_atomic
+from masktwins_cli.io.atomic import write_text_atomic
 from masktwins_cli.prepare.synthetic import parse_shape
 from masktwins_cli.prepare.synthetic_synapses import write_synapse_pair
-from masktwins_cli.progress import StageLog
 from masktwins_cli.synapse.detect_run import detect_to_file
 from masktwins_cli.synapse.detection import DetectionSettings
 from masktwins_cli.synapse.points import read_points
 from masktwins_cli.synapse.scoring import score_synapses
+from masktwins_cli.terminal import StageLog
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "synthetic_synapse.toml"

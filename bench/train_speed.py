@@ -32,14 +32,13 @@ from pathlib import Path
 import torch
 
 from masktwins_cli.config.schema import MethodSection
-from masktwins_cli.inference.windows import autocast_for
 from masktwins_cli.method.adain import AdaINStyler, StatisticsRecorder
 from masktwins_cli.method.losses import consistency_loss, supervised_loss, twin_cross_entropy
 from masktwins_cli.method.masking import masked_views, view_masks
 from masktwins_cli.method.pseudo_labels import pseudo_labels
 from masktwins_cli.method.teacher import ema_alpha_at, make_teacher, update_ema
 from masktwins_cli.models import build_model
-from masktwins_cli.training.model_setup import resolve_device
+from masktwins_cli.runtime.device import autocast_for, resolve_device
 from masktwins_cli.training.step import Batch, masktwins_losses
 
 REPO = Path(__file__).resolve().parent.parent
@@ -156,7 +155,7 @@ def bench_one(dims: int, crop, batch: int, block, device, steps: int, warmup: in
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     scale = SCALES[args.scale or ("gpu" if device.type == "cuda" else "cpu")]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "CPU")
     print(f"device: {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}; "

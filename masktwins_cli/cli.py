@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from .cli_prepare import prepare_app
-from .cli_support import user_errors
+from .cli_support import refuse_existing_outputs, user_errors
 from .errors import MaskTwinsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -41,7 +41,7 @@ def train(
 
     overrides = list(set_) + ([f"train.output_dir={json.dumps(str(output_dir))}"] if output_dir else [])
     resolved = load_recipe(recipe, overrides)  # before the heavy imports: bad recipes fail fast
-    from .progress import TrainProgress
+    from .terminal import TrainProgress
     from .training.distributed import is_main_process
     from .training.run import train as run_training
 
@@ -173,7 +173,16 @@ def infer_worker(
 
 
 def _infer_summary(result) -> str:
-    """One line: what this infer process did, with its block counts."""
+    """What this infer process did, with its block counts (and a note for a checkpoint of an
+    unfinished training run)."""
+    line = _infer_line(result)
+    if getattr(result, "unfinished", ""):
+        line += (f"\nnote: the checkpoint comes from an unfinished training run "
+                 f"({result.unfinished})")
+    return line
+
+
+def _infer_line(result) -> str:
     from .inference.records import shard_text
 
     who = f"shard {shard_text(result.shard)}: " if result.shard else ""
@@ -258,6 +267,7 @@ def evaluate(
         None, help="Write PNG overlays here (FN red, FP green, TP blue; synapse: pre filled, "
         "post hollow markers)."),
     raw: str | None = typer.Option(None, help="Image volume for --overlay."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --json file and overlay PNGs."),
 ) -> None:
     """Score a prediction: IoU, F1, MCC at the threshold and average precision (mAP).
 
@@ -266,11 +276,12 @@ def evaluate(
     table whose name holds a crop offset (syns_zyx_<z0>-<z1>_...) is shifted by it, as the
     challenge does for its ground truth; other tables hold local voxel coordinates.
     """
-    from .config.recipe import write_text_atomic
+    from .io.atomic import write_text_atomic
 
+    refuse_existing_outputs(json_out, overlay, overwrite)
     if task == "synapse":
         from .evaluation.synapse_run import evaluate_synapses
-        from .progress import print_synapse_scores
+        from .terminal import print_synapse_scores
 
         pairs = [(prediction, ground_truth)] + [_split_pair(text) for text in pair]
         result = evaluate_synapses(pairs, pre_radius, post_radius, overlay, raw)
@@ -283,7 +294,7 @@ def evaluate(
     if pair:
         raise MaskTwinsError("--pair is for --task synapse (point tables)")
     from .evaluation.run import evaluate as run_evaluation
-    from .progress import print_scores
+    from .terminal import print_scores
 
     if mode not in ("per_slice", "volume"):
         raise MaskTwinsError(f"--mode {mode!r}: expected per_slice or volume")
@@ -312,8 +323,8 @@ def demo(
     overwrite: bool = typer.Option(False, help="Replace a previous demo in OUT_DIR."),
 ) -> None:
     """The main job: synthetic pair -> NoAdapt, MaskTwins, Oracle -> infer -> evaluate -> table."""
-    from .demo import run_demo
-    from .progress import StageLog, print_demo_table
+    from .experiments.demo import run_demo
+    from .terminal import StageLog, print_demo_table
 
     with StageLog() as stages:
         result = run_demo(out_dir, dims=dims, seeds=list(seed), iterations=iterations,
@@ -331,9 +342,12 @@ def curves(
     label: list[str] = typer.Option([], help="Legend name per run, in order (repeatable; default: "
                                              "the shortest folder names that tell the runs apart)."),
     title: str = typer.Option("", help="Figure title."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
 ) -> None:
     """Plot training curves from log.jsonl: loss terms, pseudo-label statistics, validation scores."""
     from .evaluation.curves import choose_terms, load_runs, write_curves
+
+    refuse_existing_outputs(out, None, overwrite, "--out")
 
     logs = load_runs(runs, list(label) or None)
     chosen = choose_terms(logs, [t.strip() for t in terms.split(",") if t.strip()])

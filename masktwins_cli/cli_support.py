@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import typer
 
@@ -32,3 +33,18 @@ def user_errors(func):
             fail("interrupted", 130)
 
     return wrapper
+
+
+def refuse_existing_outputs(file: Path | None, folder: Path | None, overwrite: bool,
+                            file_option: str = "--json") -> None:
+    """Without ``--overwrite``: an existing output file, or a folder already holding overlay
+    PNGs, is an error before any work is done (nothing is replaced)."""
+    if overwrite:
+        return
+    if file is not None and file.exists():
+        raise MaskTwinsError(f"{file_option} {file} exists: pass --overwrite to replace it "
+                             "(nothing was written)")
+    if folder is not None and folder.is_dir() and any(
+            next(folder.glob(pattern), None) for pattern in ("overlay_z*.png", "synapses_z*.png")):
+        raise MaskTwinsError(f"--overlay {folder} already holds overlay PNGs: pass --overwrite to "
+                             "replace them, or choose another folder (nothing was written)")

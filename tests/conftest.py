@@ -10,12 +10,13 @@ intra-op threads made a 2-iteration run of this network take ~7 s instead of ~0.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+
+from tiny_data import toml_document
 
 TINY_EM_SHAPE = (3, 32, 32)
 
@@ -31,29 +32,6 @@ def write_tiny_em_volumes(folder: Path, seed: int = 0) -> dict[str, str]:
     write_volume(raw, rng.integers(0, 256, TINY_EM_SHAPE, dtype=np.uint8), (1.0, 1.0, 1.0))
     write_volume(labels, (rng.random(TINY_EM_SHAPE) > 0.5).astype(np.uint8), (1.0, 1.0, 1.0))
     return {"raw": raw, "labels": labels}
-
-
-def toml_literal(value: Any) -> str:
-    """A Python value as a TOML value (str, bool, int, float incl. nan/inf, nested lists)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return repr(value)
-
-
-def toml_document(sections: dict[str, dict[str, Any]]) -> str:
-    """``{section: {key: value}}`` as TOML text."""
-    lines = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {toml_literal(value)}" for key, value in values.items()]
-        lines.append("")
-    return "\n".join(lines)
 
 
 def tiny_recipe_sections(folder: Path, volumes: dict[str, str]) -> dict[str, dict[str, Any]]:

@@ -216,7 +216,7 @@ def test_recipe_rejects_a_reversed_range_and_unknown_keys(tmp_path, data):
 def test_a_checkpoint_from_before_augment_existed_resumes(tmp_path):
     from masktwins_cli.config.recipe import recipe_to_dict
     from masktwins_cli.config.schema import Recipe
-    from masktwins_cli.training.model_setup import check_resume_compatible
+    from masktwins_cli.training.compatibility import check_resume_compatible
 
     current = recipe_to_dict(Recipe())
     older = {k: dict(v) for k, v in current.items() if k != "augment"}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from masktwins_cli.bench_runs import all_runs, check_settings, run_once, write_training_curves
-from masktwins_cli.comparison import MethodSpec
 from masktwins_cli.errors import MaskTwinsError
+from masktwins_cli.experiments.bench_runs import all_runs, check_settings, run_once, write_training_curves
+from masktwins_cli.experiments.comparison import MethodSpec
 from masktwins_cli.synapse.points import read_points
 
 REPO = Path(__file__).resolve().parent.parent

@@ -138,7 +138,7 @@ def test_shipped_2d_recipes_do_not_teach_the_teachers_window_edge(name):
     """The border artifact (foreground along the last rows of every slice after MaskTwins on the
     real pair) came from pseudo-labels at the teacher's window edge; the shipped 2-D recipes
     must label the student's whole patch from the teacher's interior."""
-    from masktwins_cli.demo import shipped_recipe
+    from masktwins_cli.experiments.demo import shipped_recipe
 
     recipe = load_recipe(shipped_recipe(name))
     method = replace(recipe.method, adain=False, lambda_cm=0.0, confidence="threshold")

@@ -57,6 +57,16 @@ def test_infer_foreign_torch_file(tmp_path, infer_input, payload):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_infer_cuda_without_gpu_names_the_option(tmp_path, infer_input, tiny_trained_run):
+    before = snapshot(tmp_path)
+    result = invoke("infer", tiny_trained_run / "last.pt", infer_input, "-o",
+                    tmp_path / "out.zarr/p", "--device", "cuda")
+    line = assert_user_error(result, "--device")
+    assert "train.device" not in line
+    assert snapshot(tmp_path) == before
+
+
 def test_infer_3d_checkpoint_on_2d_image(tmp_path, tiny_recipe):
     from masktwins_cli.config.recipe import load_recipe
     from masktwins_cli.training.run import train
@@ -261,3 +271,87 @@ def test_prepare_bad_options_write_nothing(tmp_path, args, fragment):
     line = assert_user_error(invoke("prepare", "synthetic", out, *args), fragment)
     assert ("dims" in line) or ("task" in line)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_infer_says_when_the_checkpoint_is_from_an_unfinished_run(tmp_path, infer_input,
+                                                                   tiny_trained_run):
+    from masktwins_cli.io.checkpoints import load_checkpoint, save_checkpoint
+
+    payload = load_checkpoint(tiny_trained_run / "last.pt")
+    payload["step"] = 1  # of the recipe's 2 iterations
+    payload.pop("format"), payload.pop("version")
+    save_checkpoint(tmp_path / "early.pt", payload)
+    done = infer(tmp_path / "early.pt", infer_input, tmp_path / "out.zarr/p")
+    assert done.exit_code == 0 and "unfinished training run (step 1 of 2)" in done.output
+    finished = infer(tiny_trained_run / "last.pt", infer_input, tmp_path / "out2.zarr/p")
+    assert finished.exit_code == 0 and "unfinished" not in finished.output
+
+
+def test_evaluate_refuses_to_replace_an_existing_json_without_overwrite(tmp_path, eval_prediction,
+                                                                        eval_truth):
+    scores = tmp_path / "s.json"
+    scores.write_text("earlier scores")
+    before = snapshot(tmp_path)
+    assert_user_error(invoke("evaluate", eval_prediction, eval_truth, "--json", scores),
+                      scores, "--overwrite")
+    assert snapshot(tmp_path) == before
+    done = invoke("evaluate", eval_prediction, eval_truth, "--json", scores, "--overwrite")
+    assert done.exit_code == 0 and '"iou"' in scores.read_text()
+
+
+def test_evaluate_refuses_a_folder_of_earlier_overlays(tmp_path, eval_prediction, eval_truth):
+    folder = tmp_path / "overlays"
+    folder.mkdir()
+    (folder / "overlay_z0000.png").write_bytes(b"earlier")
+    before = snapshot(tmp_path)
+    assert_user_error(invoke("evaluate", eval_prediction, eval_truth, "--overlay", folder,
+                             "--raw", eval_prediction), folder, "--overwrite")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("values, shown", [((0, 7), "7"), ((0, 1, 7), "7"), ((0, -1), "-1"),
+                                           ((0.0, 0.5), "0.5"), ((0.0, np.nan), "nan")])
+def test_evaluate_truth_outside_the_classes_is_an_error(tmp_path, eval_prediction, values, shown):
+    rng = np.random.default_rng(0)
+    truth = np.asarray(values)[rng.integers(0, len(values), (2, 32, 32))]
+    uri = write(f"{tmp_path}/truth.zarr/t", truth.astype(np.int16 if truth.dtype.kind == "i"
+                                                           else truth.dtype))
+    before = snapshot(tmp_path)
+    line = assert_user_error(invoke("evaluate", eval_prediction, uri, "--json", tmp_path / "s.json"),
+                             tmp_path / "truth.zarr")
+    assert shown in line and "outside the classes" in line
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("override, key", [("infer.overlap=1.0", "infer.overlap"),
+                                           ("infer.batch_size=0", "infer.batch_size"),
+                                           ("infer.blend=\"box\"", "infer.blend")])
+def test_infer_bad_override_names_the_override_not_the_checkpoint(tmp_path, infer_input,
+                                                                   tiny_trained_run, override, key):
+    before = snapshot(tmp_path)
+    line = assert_user_error(infer(tiny_trained_run / "last.pt", infer_input,
+                                   tmp_path / "out.zarr/p", "--set", override), "--set", key)
+    assert "checkpoint" not in line
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("verb", ["infer", "train"])
+def test_a_missing_chunk_stops_infer_and_train(tmp_path, tiny_trained_run, tiny_recipe, verb):
+    import shutil
+
+    import zarr
+
+    uri = write(f"{tmp_path}/in.zarr/raw", random_image((3, 32, 32)))
+    array = zarr.open_array(f"{tmp_path}/in.zarr", path="raw", mode="r")
+    (tmp_path / "in.zarr" / "raw" / array.metadata.encode_chunk_key((0, 0, 0))).unlink()
+    if verb == "infer":
+        before = snapshot(tmp_path)
+        assert_user_error(infer(tiny_trained_run / "last.pt", uri, tmp_path / "out.zarr/p"),
+                          "in.zarr", "missing")
+        assert snapshot(tmp_path) == before
+    else:
+        recipe = tiny_recipe()
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        assert_user_error(invoke("train", recipe, "--set", f'data.source_raw="{uri}"'),
+                          "in.zarr", "missing")
+        assert not (tmp_path / "run" / "last.pt").exists()

@@ -244,3 +244,20 @@ def test_train_missing_validation_volume_writes_nothing(tmp_path, tiny_recipe, t
 def test_train_in_channels_mismatch_is_a_user_error(tmp_path, tiny_recipe):
     recipe = tiny_recipe()
     assert_user_error(invoke("train", recipe, "--set", "model.in_channels=2"), "in_channels")
+
+
+@pytest.mark.parametrize("existing", ["recipe.toml", "log.jsonl"])
+def test_train_never_replaces_a_recipe_or_log_in_its_run_folder(tmp_path, tiny_recipe, existing):
+    recipe = tiny_recipe()
+    folder = tmp_path / "here"
+    folder.mkdir()
+    if existing == "recipe.toml":  # train recipe.toml --output-dir . : the input itself
+        target = folder / "recipe.toml"
+        target.write_text(recipe.read_text() + "# my comments\n")
+        source = target
+    else:
+        (folder / "log.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+        source = recipe
+    before = snapshot(tmp_path)
+    assert_user_error(invoke("train", source, "--output-dir", folder), folder / existing)
+    assert snapshot(tmp_path) == before

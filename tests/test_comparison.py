@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from masktwins_cli.bench_runs import chosen_methods, folder_name
-from masktwins_cli.comparison import gap_closed, markdown_table, summarise
 from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.evaluation.figures import comparison_figure, comparison_panels, write_comparison_figure
+from masktwins_cli.experiments.bench_runs import chosen_methods, folder_name
+from masktwins_cli.experiments.comparison import gap_closed, markdown_table, summarise
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = REPO.parent / "shared" / "data"

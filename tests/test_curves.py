@@ -123,3 +123,12 @@ def test_cli_bad_input(two_seeds, tmp_path, args, names):
     filled = [a.format(missing=tmp_path / "missing", run=two_seeds[0], tmp=tmp_path) for a in args]
     assert_user_error(invoke("curves", *filled), *names)
     assert not list(tmp_path.glob("*.png")) and not (tmp_path / "c.pdf").exists()
+
+
+def test_cli_refuses_to_replace_a_figure_without_overwrite(two_seeds, tmp_path):
+    out = tmp_path / "curves.png"
+    out.write_bytes(b"an earlier figure")
+    assert_user_error(invoke("curves", *two_seeds, "--out", out), out, "--overwrite")
+    assert out.read_bytes() == b"an earlier figure"
+    assert invoke("curves", *two_seeds, "--out", out, "--overwrite").exit_code == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from masktwins_cli.demo import METHODS, demo_table, run_demo, summarise
 from masktwins_cli.errors import MaskTwinsError
+from masktwins_cli.experiments.demo import METHODS, demo_table, run_demo, summarise
 
 
 def test_tiny_demo_writes_results_for_every_method_and_seed(tmp_path):
@@ -44,8 +44,8 @@ def test_bad_override_fails_before_anything_is_written(tmp_path):
 
 
 def test_demo_output_says_one_seed_cannot_rank_the_methods(capsys):
-    from masktwins_cli.demo import DemoResult
-    from masktwins_cli.progress import SINGLE_SEED_NOTE, print_demo_table
+    from masktwins_cli.experiments.demo import DemoResult
+    from masktwins_cli.terminal import SINGLE_SEED_NOTE, print_demo_table
 
     runs = [{"method": m, "seed": 0, "train_seconds": 1.0, "iou": v, "f1": v, "mcc": v, "ap": v}
             for m, v in (("NoAdapt", 0.5), ("MaskTwins", 0.6), ("Oracle", 0.9))]
@@ -56,3 +56,9 @@ def test_demo_output_says_one_seed_cannot_rank_the_methods(capsys):
     two = [dict(r, seed=s) for r in runs for s in (0, 1)]
     print_demo_table(DemoResult(2, [0, 1], two, summarise(two, list(METHODS)), None))
     assert SINGLE_SEED_NOTE not in capsys.readouterr().out
+
+
+def test_a_bad_iteration_count_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(MaskTwinsError, match="train.iterations"):
+        run_demo(tmp_path / "d", seeds=[0], iterations=0, shape=(2, 80, 80))
+    assert not (tmp_path / "d").exists()

@@ -61,6 +61,6 @@ def test_prepare_train_infer_evaluate(tmp_path):
 
 
 def _recipe():
-    from masktwins_cli.demo import shipped_recipe
+    from masktwins_cli.experiments.demo import shipped_recipe
 
     return shipped_recipe("synthetic_mito2d.toml")

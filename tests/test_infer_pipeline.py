@@ -14,8 +14,8 @@ from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.inference.blocks import BlockPlan
 from masktwins_cli.inference.pipeline import predict_blocks
 from masktwins_cli.inference.predict import infer_volume
-from masktwins_cli.inference.windows import flips_for, predict_block
 from masktwins_cli.io.volumes import open_volume, write_volume
+from masktwins_cli.runtime.windows import flips_for, predict_block
 from masktwins_cli.training.run import train
 from tiny_data import write_pair, write_recipe
 
@@ -48,7 +48,7 @@ def test_windows_equal_monai_sliding_window_inference(shape, dims, window):
 
 
 def test_raw_voxels_of_any_byte_order_are_normalised_on_the_device():
-    from masktwins_cli.inference.windows import WindowSettings, predict_box
+    from masktwins_cli.runtime.windows import WindowSettings, predict_box
 
     net = small_net(2)
     raw = np.random.default_rng(2).integers(0, 4000, (2, 16, 16)).astype(">u2")

@@ -350,3 +350,33 @@ def test_create_volume_blockwise_reopen_and_mismatch(tmp_path, volume):
         create_volume(tmp_path / "x.h5:/raw", SHAPE, np.uint8, (1, 8, 8), (1, 1, 1))
     with pytest.raises(TypeError):
         fresh.write((slice(0, 1), slice(0, 1)), np.ones((1, 1), np.complex64))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_missing_chunk_of_a_volume_written_whole_is_an_error(tmp_path, zarr_format):
+    from masktwins_cli.io.volumes import EVERY_CHUNK_ATTR
+
+    data = np.zeros((4, 16, 16), np.uint8)  # all fill value: every chunk must still be stored
+    data[0, 0, 0] = 7
+    uri = f"{tmp_path}/v.zarr/raw"
+    zarr.open_group(f"{tmp_path}/v.zarr", mode="w", zarr_format=zarr_format)
+    write_volume(uri, data, (1.0, 1.0, 1.0), chunks=(2, 8, 8))
+    volume = open_volume(uri)
+    assert np.array_equal(volume[...], data)
+    array = zarr.open_array(f"{tmp_path}/v.zarr", path="raw", mode="r")
+    assert array.attrs[EVERY_CHUNK_ATTR] is True
+    key = array.metadata.encode_chunk_key((1, 1, 0))
+    (tmp_path / "v.zarr" / "raw" / key).unlink()
+    reopened = open_volume(uri)
+    assert np.array_equal(reopened[0:2], data[0:2])  # the chunks that are there still read
+    with pytest.raises(MaskTwinsError, match=f"chunk {key} is missing"):
+        reopened[...]
+    with pytest.raises(MaskTwinsError, match="missing"):
+        reopened[3, 9:12, 0:4]
+
+
+def test_a_foreign_zarr_array_may_skip_fill_value_chunks(tmp_path):
+    array = zarr.create_array(str(tmp_path / "f.zarr"), shape=(2, 8, 8), chunks=(1, 4, 4),
+                              dtype="uint8", fill_value=0, zarr_format=3)
+    array[0] = 5  # chunks of slice 1 are never written: they equal the fill value
+    assert np.array_equal(open_volume(f"{tmp_path}/f.zarr")[1], np.zeros((8, 8), np.uint8))

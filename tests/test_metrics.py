@@ -1,4 +1,4 @@
-"""Tests for masktwins_cli.evaluation.metrics: golden values, sklearn cross-checks, conventions."""
+"""Tests for masktwins_cli.scoring.metrics: golden values, sklearn cross-checks, conventions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from masktwins_cli.errors import MaskTwinsError
-from masktwins_cli.evaluation.metrics import (
+from masktwins_cli.scoring.metrics import (
     SegmentationScores,
     average_precision,
     confusion_counts,

@@ -241,6 +241,24 @@ def test_existing_output_and_overwrite(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.parametrize("images, labels", [("{out}/raw", "{out}/labels"), ("{out}/raw", None),
+                                             ("{out}", None)])
+def test_an_output_that_is_its_own_input_is_refused_before_anything_is_deleted(tmp_path, images,
+                                                                               labels):
+    save_slices(tmp_path / "raw", coords())
+    save_slices(tmp_path / "lab", classes())
+    out = tmp_path / "x.zarr"
+    prepare_stack(out, tmp_path / "raw", tmp_path / "lab")
+    before = snapshot(tmp_path)
+    kwargs = {"images": images.format(out=out)}
+    if labels:
+        kwargs["labels"] = labels.format(out=out)
+    with pytest.raises(MaskTwinsError, match="inside the output"):
+        prepare_stack(out, overwrite=True, **kwargs)
+    assert snapshot(tmp_path) == before
+    assert (out / "labels").exists()
+
+
 # --------------------------------------------------------------------------------------- CLI
 def test_cli_stack(tmp_path):
     save_slices(tmp_path / "raw", coords())

@@ -1,5 +1,7 @@
 """Training: checkpoints round-trip, resume equals an uninterrupted run, every term logged."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -144,3 +146,39 @@ def test_compiled_training_follows_the_eager_run(tmp_path, data):
             assert b[step][key] == pytest.approx(a[step][key], rel=1e-3, abs=1e-5), (step, key)
     # checkpoints hold the plain module's weights (no torch.compile prefix)
     assert not any(k.startswith("_orig_mod") for k in load_checkpoint(result.last_checkpoint)["model"])
+
+
+def test_resume_drops_a_log_line_torn_by_the_crash(tmp_path, data):
+    recipe = load_recipe(write_recipe(tmp_path / "r.toml", data, tmp_path / "run"))
+
+    def stop_after_two(step, total, record):
+        if step > 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(recipe, report=stop_after_two)
+    log = tmp_path / "run" / "log.jsonl"
+    with log.open("a") as handle:
+        handle.write('{"step": 3, "loss": 0.5, "lo')  # killed mid-line
+    train(recipe, resume=True)
+    steps = [r["step"] for r in read_log(log) if "loss" in r]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_a_failed_checkpoint_write_is_one_error_naming_the_file(tmp_path, monkeypatch):
+    from masktwins_cli.io import checkpoints
+
+    target = tmp_path / "last.pt"
+    checkpoints.save_checkpoint(target, {"step": 1})
+    before = target.read_bytes()
+
+    def disk_full(obj, path):
+        Path(path).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:595] . PytorchStreamWriter "
+                           "failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(checkpoints.torch, "save", disk_full)
+    with pytest.raises(MaskTwinsError, match="cannot write checkpoint .*last.pt"):
+        checkpoints.save_checkpoint(target, {"step": 2})
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]

@@ -1,11 +1,18 @@
-"""Tiny real volumes and recipes for training/inference tests (imported by test modules)."""
+"""Tiny real volumes, recipes and TOML writing for the tests (imported by test modules and
+by conftest.py: the one set of test helpers)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from masktwins_cli.io.volumes import write_volume
 
@@ -47,14 +54,27 @@ TINY_RECIPE = {
 }
 
 
-def _toml(value) -> str:
+def toml_literal(value: Any) -> str:
+    """A Python value as a TOML value (str, bool, int, float incl. nan/inf, nested lists)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     return repr(value)
+
+
+def toml_document(sections: dict[str, dict[str, Any]]) -> str:
+    """``{section: {key: value}}`` as TOML text."""
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {toml_literal(value)}" for key, value in values.items()]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def write_recipe(path: Path, root: Path, out: Path, **sections) -> Path:
@@ -64,7 +84,7 @@ def write_recipe(path: Path, root: Path, out: Path, **sections) -> Path:
     values["train"]["output_dir"] = str(out)
     for name, update in sections.items():
         values.setdefault(name, {}).update(update)
-    text = "\n".join(f"[{name}]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in body.items())
+    text = "\n".join(f"[{name}]\n" + "\n".join(f"{k} = {toml_literal(v)}" for k, v in body.items())
                      for name, body in values.items())
     path.write_text(text + "\n")
     tomllib.loads(path.read_text())  # fail early on a bad fixture

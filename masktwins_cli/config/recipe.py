@@ -314,14 +314,6 @@ def recipe_to_toml(recipe: Recipe) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a small text file via a temporary sibling and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def resolve_data_path(recipe: Recipe, uri: str) -> str:
     """A data URI from the recipe, made relative to ``data.root`` unless absolute."""
     if not uri or os.path.isabs(uri):

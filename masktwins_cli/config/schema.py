@@ -4,7 +4,7 @@ Field metadata keys: ``doc`` (one line, with the paper's symbol in brackets wher
 ``choices`` (allowed strings), ``min`` / ``max`` (inclusive bounds), ``gt`` / ``lt`` (exclusive
 bounds), ``length`` (allowed list lengths), ``integer`` (list of integers), ``nested`` (list
 of lists, e.g. ``model.pool``). :mod:`masktwins_cli.config.recipe` validates against
-them; ``masktwins recipe-doc`` prints them.
+them; ``masktwins recipe RECIPE`` prints them.
 """
 
 from __future__ import annotations

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MaskTwinsError
+from ..io.atomic import atomic_open
 
 NOT_TERMS = frozenset({"step", "seconds"})
 # Shown first, in this order, when logged; any other logged term follows in log order.
@@ -183,14 +182,8 @@ def write_curves(out: str | Path, runs: Sequence[RunLog], terms: Sequence[str],
 
 
 def _save_atomic(figure, out: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format="png", dpi=100)
-        os.replace(tmp_name, out)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_open(out, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)
 
 
 def _pyplot():

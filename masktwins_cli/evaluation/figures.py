@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import MaskTwinsError
-from .overlays import TP_COLOUR, _write_png_atomic, grey_slice, overlay_rgb
+from .overlays import TP_COLOUR, grey_slice, overlay_rgb, write_png_atomic
 
 HEADER_PX = 18
 GAP_PX = 4
@@ -76,5 +76,5 @@ def write_comparison_figure(path: Path, raw: np.ndarray, truth: np.ndarray,
             for z in slices]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_png_atomic(comparison_figure(rows, scale), path)
+    write_png_atomic(comparison_figure(rows, scale), path)
     return path

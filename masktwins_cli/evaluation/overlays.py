@@ -11,13 +11,11 @@ prediction ``prob >= threshold`` is compared with the truth and blended over the
 * true positive: blue ``(0, 0, 255)``, alpha 0.3 (a faint tint)
 * true negative: grey, unchanged
 
-Files are written atomically (a temporary file in ``out_dir``, then ``os.replace``).
+Files are written durably and atomically (:mod:`masktwins_cli.io.atomic`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,9 @@ import numpy as np
 from PIL import Image
 
 from masktwins_cli.errors import MaskTwinsError
-from masktwins_cli.evaluation.metrics import _check_threshold, _prob_array, _truth_array
+
+from ..io.atomic import atomic_open
+from ..scoring.metrics import check_threshold, prob_array, truth_array
 
 FN_COLOUR = (255, 0, 0)
 FP_COLOUR = (0, 255, 0)
@@ -79,16 +79,10 @@ def overlay_rgb(raw: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> np.ndar
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-def _write_png_atomic(rgb: np.ndarray, path: Path) -> None:
-    """Write an ``(y, x, 3)`` uint8 image to ``path`` via a temp file and ``os.replace``."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(rgb).save(fh, format="PNG")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+def write_png_atomic(rgb: np.ndarray, path: Path) -> None:
+    """Write an ``(y, x, 3)`` uint8 image to ``path`` durably and atomically."""
+    with atomic_open(path, "wb") as stream:
+        Image.fromarray(rgb).save(stream, format="PNG")
 
 
 def write_overlays(
@@ -107,7 +101,7 @@ def write_overlays(
     (negative indices count from the end); by default up to ``max_slices`` evenly spaced ones.
     ``out_dir`` is created if needed. Colours: see the module docstring.
     """
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     arrays: list[Any] = [a if hasattr(a, "shape") else np.asarray(a) for a in (raw, prob, truth)]
     shapes = [tuple(a.shape) for a in arrays]
     if len(set(shapes)) != 1:
@@ -144,9 +138,9 @@ def write_overlays(
             raw_z, prob_z, truth_z = (np.asarray(a) for a in arrays)
         else:
             raw_z, prob_z, truth_z = (np.asarray(a[z]) for a in arrays)
-        pred = _prob_array(prob_z, z) >= threshold
-        rgb = overlay_rgb(raw_z, pred, _truth_array(truth_z, z))
+        pred = prob_array(prob_z, z) >= threshold
+        rgb = overlay_rgb(raw_z, pred, truth_array(truth_z, z))
         path = out_dir / f"overlay_z{z:04d}.png"
-        _write_png_atomic(rgb, path)
+        write_png_atomic(rgb, path)
         paths.append(path)
     return paths

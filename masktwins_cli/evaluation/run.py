@@ -10,7 +10,7 @@ import numpy as np
 from ..data.patches import as_zyx
 from ..errors import MaskTwinsError
 from ..io.volumes import open_volume
-from .metrics import SegmentationScores, score_slices, score_volume
+from ..scoring.metrics import SegmentationScores, score_slices, score_volume
 from .overlays import write_overlays
 
 
@@ -29,10 +29,18 @@ class EvaluationResult:
 
 
 def _foreground(labels: np.ndarray, uri: str, foreground_class: int) -> np.ndarray:
+    """The 0/1 foreground mask of a truth slice; truth values must be the classes 0
+    (background) and ``foreground_class`` (bool counts as 0/1): anything else (another class,
+    a negative or fractional value, NaN) is an error naming the file, never a silent 0."""
+    if labels.dtype == np.bool_:
+        return labels.astype(np.uint8)
     values = np.unique(labels)
-    if foreground_class not in values and values.size and values.max() > 1:
-        raise MaskTwinsError(f"{uri}: label values {values[:8].tolist()} do not contain the "
-                             f"foreground class {foreground_class}")
+    allowed = np.isin(values, (0, foreground_class))
+    if labels.dtype.kind not in "biuf" or not allowed.all():
+        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values[~allowed][:6]) \
+            if labels.dtype.kind in "biuf" else str(labels.dtype)
+        raise MaskTwinsError(f"{uri}: truth label values {shown} are outside the classes 0 "
+                             f"(background) and {foreground_class} (foreground)")
     return (labels == foreground_class).astype(np.uint8)
 
 

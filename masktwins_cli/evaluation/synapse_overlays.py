@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import MaskTwinsError
 from ..synapse.points import point_voxels
-from .overlays import FN_COLOUR, FP_COLOUR, TP_COLOUR, _write_png_atomic, default_slices, grey_slice
+from .overlays import FN_COLOUR, FP_COLOUR, TP_COLOUR, default_slices, grey_slice, write_png_atomic
 
 MARKER_RADIUS = 3  # pixels
 DEPTH = 2  # sections
@@ -92,6 +92,6 @@ def write_synapse_overlays(raw: Any, classes, out_dir: Path, sections: Sequence[
     paths = []
     for z in chosen:
         path = out_dir / f"synapses_z{z:04d}.png"
-        _write_png_atomic(section_rgb(np.asarray(raw[z]), classes, z, depth, radius), path)
+        write_png_atomic(section_rgb(np.asarray(raw[z]), classes, z, depth, radius), path)
         paths.append(path)
     return paths

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .windows import WindowGrid
+from ..runtime.windows import WindowGrid
 
 DEFAULT_BLOCK_2D = (16, 512, 512)
 DEFAULT_BLOCK_3D = (256, 256, 256)

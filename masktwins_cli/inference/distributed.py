@@ -141,7 +141,8 @@ def infer_with_daisy(checkpoint: str | Path, input_uri: str, output_uri: str, wo
     setup = InferSetup.prepare(checkpoint, input_uri, output_uri, overrides, weights)
     plan, target = setup.plan, setup.target
     result = InferResult(target.uri, tuple(setup.volume.shape), plan.count, 0.0,
-                         f"{workers} daisy worker(s), device {device}", channels=target.channels)
+                         f"{workers} daisy worker(s), device {device}", channels=target.channels,
+                         unfinished=setup.unfinished)
     if setup.up_to_date(overwrite):
         return replace(result, skipped=plan.count, state="up-to-date",
                        seconds=time.perf_counter() - started)
@@ -361,9 +362,9 @@ def worker_device(choice: str, worker: int):
     index given, GPU ``worker % count`` so local workers spread over the GPUs."""
     import torch
 
-    from ..training.model_setup import resolve_device
+    from ..runtime.device import resolve_device
 
-    device = resolve_device(choice)
+    device = resolve_device(choice, "--device")
     if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
         return torch.device("cuda", worker % torch.cuda.device_count())
     return device

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MaskTwinsError
-from ..io.uri import open_zarr_array, parse_uri, update_ome_multiscales
-from .records import ARRAY, STAGING_SUFFIX, fsync_path
+from ..io.atomic import fsync_path
+from ..io.backends import open_zarr_array, parse_uri, update_ome_multiscales
+from .records import ARRAY, STAGING_SUFFIX
 
 DEFAULT_DATASET = "probabilities"
 # zarr's LocalStore writes a chunk to "<chunk>.<uuid4 hex>.partial" and renames it; a process

@@ -28,13 +28,14 @@ from ..config.schema import Recipe
 from ..data.normalization import intensity_stats, strided_sample
 from ..errors import MaskTwinsError
 from ..io.checkpoints import load_checkpoint
-from ..training.model_setup import build_from_recipe, load_weights, resolve_device
+from ..runtime.device import resolve_device
+from ..runtime.networks import build_from_recipe, load_weights
+from ..runtime.windows import importance_map, predict_box, recipe_window_settings
 from .blocks import BlockPlan, BlockWork, ZyxView
 from .output import OutputTarget, chunk_flusher
 from .pipeline import BlockCounts, Predictor, predict_blocks
 from .records import Staging, file_sha256, fingerprint, make_manifest, open_staging, shard_indices
 from .roi import RoiMask
-from .windows import WindowSettings, importance_map, predict_box
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,20 @@ class InferResult:
     state: str = "written"
     shard: tuple[int, int] | None = None
     channels: int = 0
-
-    @property
-    def total(self) -> int:
-        """Blocks in the whole plan (same as ``blocks``)."""
-        return self.blocks
+    unfinished: str = ""  # the checkpoint's progress when its run had not finished
 
 
 def load_for_inference(checkpoint: str | Path, overrides: Sequence[str] = (),
                        weights: str = "student") -> tuple[torch.nn.Module, Recipe]:
     """The network of a checkpoint (student or EMA teacher weights) and its recipe."""
+    model, recipe, _ = load_inference_checkpoint(checkpoint, overrides, weights)
+    return model, recipe
+
+
+def load_inference_checkpoint(checkpoint: str | Path, overrides: Sequence[str] = (),
+                              weights: str = "student") -> tuple[torch.nn.Module, Recipe, int | None]:
+    """:func:`load_for_inference` and the training step the checkpoint was written at (None
+    when it does not say): a step below ``train.iterations`` is an unfinished run."""
     path = Path(checkpoint)
     payload = load_checkpoint(path)
     bad = [o for o in overrides if not o.strip().startswith("infer.")]
@@ -85,9 +90,13 @@ def load_for_inference(checkpoint: str | Path, overrides: Sequence[str] = (),
     if not isinstance(payload.get("recipe"), dict):
         raise MaskTwinsError(f"checkpoint {path} has no recipe")
     try:
-        recipe = recipe_from_dict(apply_overrides(payload["recipe"], list(overrides)))
+        recipe_from_dict(payload["recipe"])
     except MaskTwinsError as err:
         raise MaskTwinsError(f"checkpoint {path}: its recipe does not validate here: {err}") from None
+    try:
+        recipe = recipe_from_dict(apply_overrides(payload["recipe"], list(overrides)))
+    except MaskTwinsError as err:  # the checkpoint's recipe is fine: an override is at fault
+        raise MaskTwinsError(f"--set: {err}") from None
     if weights not in ("student", "teacher"):
         raise MaskTwinsError(f"--weights {weights!r}: expected student or teacher")
     state = payload.get("model") if weights == "student" else payload.get("teacher")
@@ -95,7 +104,8 @@ def load_for_inference(checkpoint: str | Path, overrides: Sequence[str] = (),
         raise MaskTwinsError(f"checkpoint {path} has no {weights} weights (EMA was off)")
     model = build_from_recipe(recipe)
     load_weights(model, state, path)
-    return model.eval(), recipe
+    step = payload.get("step")
+    return model.eval(), recipe, int(step) if isinstance(step, int) else None
 
 
 def output_channels(recipe: Recipe) -> int:
@@ -110,10 +120,7 @@ def block_predictor(model, recipe: Recipe, plan: BlockPlan, stats,
     autocast and TTA: the foreground probability (z, y, x) (softmax class 1) of a segmentation
     model, or (C, z, y, x) sigmoid probabilities of a synapse model."""
     synapse = recipe.model.task == "synapse"
-    settings = WindowSettings(recipe.model.spatial_dims, tuple(plan.window[-recipe.model.spatial_dims:]),
-                              recipe.infer.overlap, recipe.infer.batch_size, recipe.infer.blend,
-                              "sigmoid" if synapse else "softmax", None if synapse else (1,),
-                              recipe.train.amp, recipe.infer.tta)
+    settings = recipe_window_settings(recipe, plan.window)
     weights = importance_map(plan.window, recipe.infer.blend, device)
 
     def predict(raw: np.ndarray, work: BlockWork, keep: np.ndarray | None = None) -> np.ndarray:
@@ -159,7 +166,7 @@ def run_manifest(checkpoint: str | Path, weights: str, recipe: Recipe, volume, o
 
 def _absolute_uri(uri: str) -> str:
     """A volume URI with an absolute container path."""
-    from ..io.uri import ParsedUri, parse_uri
+    from ..io.backends import ParsedUri, parse_uri
 
     parsed = parse_uri(uri)
     return str(ParsedUri(parsed.kind, parsed.container.resolve(), parsed.dataset))
@@ -183,6 +190,13 @@ class InferSetup:
     plan: BlockPlan
     manifest: dict
     mask: RoiMask | None = None
+    step: int | None = None
+
+    @property
+    def unfinished(self) -> str:
+        """'' for a finished run's checkpoint, else e.g. 'step 200 of 1500'."""
+        total = self.recipe.train.iterations
+        return f"step {self.step} of {total}" if self.step is not None and self.step < total else ""
 
     @classmethod
     def prepare(cls, checkpoint: str | Path, input_uri: str, output_uri: str,
@@ -190,7 +204,7 @@ class InferSetup:
         """Load and check everything; MaskTwinsError for a bad checkpoint, input or output."""
         from ..io.volumes import open_volume
 
-        model, recipe = load_for_inference(checkpoint, overrides, weights)
+        model, recipe, step = load_inference_checkpoint(checkpoint, overrides, weights)
         volume = open_volume(input_uri, ndim=(2, 3))
         if recipe.model.spatial_dims == 3 and len(volume.shape) == 2:
             raise MaskTwinsError(f"{input_uri}: a 2-D image, but checkpoint {checkpoint} holds a "
@@ -201,7 +215,7 @@ class InferSetup:
         mask = RoiMask.open(recipe.infer.mask, volume.shape) if recipe.infer.mask else None
         manifest = run_manifest(checkpoint, weights, recipe, volume, target.uri, stats, plan, mask)
         return cls(str(checkpoint), str(input_uri), weights, model, recipe, volume, target, stats,
-                   plan, manifest, mask)
+                   plan, manifest, mask, step)
 
     def up_to_date(self, overwrite: bool) -> bool:
         """True when the output exists and was committed from this very work; MaskTwinsError
@@ -240,6 +254,7 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
     (i-1)-th. Whichever process finds every block done moves the output into place.
     """
     started = time.perf_counter()
+    torch_device = resolve_device(device, "--device")
     setup = InferSetup.prepare(checkpoint, input_uri, output_uri, overrides, weights)
     if restart and shard is not None:
         raise MaskTwinsError(f"--restart with --shard {shard[0]}/{shard[1]} would discard the "
@@ -248,11 +263,10 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
     plan, target = setup.plan, setup.target
     share = shard_indices(plan.count, shard)
     result = InferResult(target.uri, tuple(setup.volume.shape), plan.count, 0.0, device,
-                         shard=shard, channels=target.channels)
+                         shard=shard, channels=target.channels, unfinished=setup.unfinished)
     if setup.up_to_date(overwrite):
         return replace(result, skipped=len(share), state="up-to-date",
                        seconds=time.perf_counter() - started)
-    torch_device = resolve_device(device)
     predict = setup.predictor(torch_device)
     staging, created = setup.open_staging(restart)
     try:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MaskTwinsError
+from ..io.atomic import atomic_open, fsync_path
 
 MANIFEST = "manifest.json"
 DONE = "done"
@@ -120,31 +121,11 @@ def manifest_difference(ours: dict[str, Any], theirs: dict[str, Any]) -> str | N
 
 
 # ------------------------------------------------------------------------------ durability
-def fsync_path(path: Path) -> None:
-    """Flush a file or folder to stable storage; absent paths are skipped, and folders where
-    the file system cannot fsync them."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:  # some file systems cannot fsync directories
-        pass
-    finally:
-        os.close(descriptor)
-
-
 def _write_json_durably(path: Path, value: dict[str, Any]) -> None:
-    """Write a small JSON file via a temporary sibling, fsync and rename."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    with open(temporary, "w", encoding="utf-8") as stream:
+    """Write a small JSON file durably and atomically."""
+    with atomic_open(path, "w") as stream:
         json.dump(value, stream, indent=2, sort_keys=True)
         stream.write("\n")
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
-    fsync_path(path.parent)
 
 
 def claim_path(root: Path) -> Path:

@@ -4,28 +4,30 @@ loaded with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import MaskTwinsError
+from .atomic import atomic_path
 
 FORMAT = "masktwins-checkpoint"
 VERSION = 1
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (plus format tags) to ``path`` via a temporary file and an atomic rename."""
+    """Write ``payload`` (plus format tags) to ``path`` durably and atomically. A write that
+    fails (a full disk, a quota) is a MaskTwinsError naming the file; an older checkpoint under
+    the same name is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with atomic_path(path) as temporary:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, temporary)
+    except (RuntimeError, OSError) as err:  # torch reports write failures as RuntimeError
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise MaskTwinsError(f"cannot write checkpoint {path}: {reason} (is the disk full?); "
+                             "the previous checkpoint, if any, is unchanged") from None
     return path
 
 

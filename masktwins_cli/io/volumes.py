@@ -1,7 +1,7 @@
 """The volume interface: every image volume (zarr, HDF5, TIFF) is read and written through here.
 
 A :class:`Volume` is a lazily opened, read-only, picklable view of the dataset a URI names (see
-:mod:`masktwins_cli.io.uri`). Axes keep the stored order: (z, y, x), (y, x), or (c, z, y, x)
+:mod:`masktwins_cli.io.backends`). Axes keep the stored order: (z, y, x), (y, x), or (c, z, y, x)
 with uncalibrated leading axes. ``voxel_size`` (nm per voxel) and ``offset`` (nm, world position
 of voxel 0) have one entry per spatial axis, (z, y, x) order.
 """
@@ -9,9 +9,9 @@ of voxel 0) have one entry per spatial axis, (z, y, x) order.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +23,8 @@ import tifffile
 import zarr
 
 from masktwins_cli.errors import MaskTwinsError
-from masktwins_cli.io.uri import (
+from masktwins_cli.io.atomic import swap_in, temporary_sibling
+from masktwins_cli.io.backends import (
     ParsedUri,
     ensure_zarr_parents,
     open_array,
@@ -115,6 +116,36 @@ def _close(array: Any) -> None:
         array.file.close()
 
 
+# ------------------------------------------------------------------------------ missing chunks
+EVERY_CHUNK_ATTR = "masktwins_every_chunk_stored"
+"""Attribute of a zarr array written whole by masktwins (``write_volume``: prepare, synthetic
+data) with every chunk stored, even chunks equal to the fill value. In such an array a missing
+chunk file is damage (a lost file, an interrupted copy) and reading it is an error naming the
+chunk. In any other zarr array a missing chunk means "equal to the fill value", as the zarr
+format defines it, and reads as that value: zarr writers commonly skip such chunks, so their
+absence cannot be told from loss."""
+
+
+def check_chunks_present(array: Any, key: tuple, uri: str, directory: Path) -> None:
+    """MaskTwinsError naming the first chunk of ``key`` (a tuple of ints and step slices) whose
+    file is missing from ``directory``."""
+    ranges = []
+    for item, size, chunk in zip(key, array.shape, array.chunks):
+        if isinstance(item, slice):
+            start, stop, _ = item.indices(size)
+        else:
+            start, stop = item, item + 1
+        if stop <= start:
+            return
+        ranges.append(range(start // chunk, (stop - 1) // chunk + 1))
+    for coords in itertools.product(*ranges):
+        name = array.metadata.encode_chunk_key(coords)
+        if not (directory / name).is_file():
+            raise MaskTwinsError(f"'{uri}': chunk {name} is missing; this array was written whole, "
+                                 "so the file was lost or damaged (copy it again, or prepare the "
+                                 "volume again)")
+
+
 # ------------------------------------------------------------------------------------ indexing
 def _split_basic_index(key: Any, shape: tuple[int, ...]) -> tuple[tuple, tuple]:
     """Split a numpy basic index into backend_key, one in-bounds int or positive-step slice per
@@ -190,9 +221,20 @@ class Volume:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         backend_key, post = _split_basic_index(key, self.shape)
+        array = self._array()
+        if self._every_chunk_stored(array):
+            check_chunks_present(array, backend_key, self.uri, zarr_node_dir(self._parsed))
         with reported_as(f"cannot read '{self.uri}'"):
-            data = np.asarray(self._array()[backend_key])
+            data = np.asarray(array[backend_key])
         return data[post] if post else data  # data[()] would turn a 0-d array into a scalar
+
+    def _every_chunk_stored(self, array: Any) -> bool:
+        """True for a zarr array that masktwins wrote whole (read once per open)."""
+        if getattr(self, "_every_chunk_pid", None) != self._pid:
+            self._every_chunk = isinstance(array, zarr.Array) and bool(
+                array.attrs.get(EVERY_CHUNK_ATTR, False))
+            self._every_chunk_pid = self._pid
+        return self._every_chunk
 
     def read(self, box: tuple[slice, ...]) -> np.ndarray:
         """Voxels inside ``box`` (step-1 slices within the shape, else IndexError)."""
@@ -305,13 +347,16 @@ def _refuse_existing(exists: bool, parsed: ParsedUri, overwrite: bool) -> None:
 
 
 def _new_zarr_array(directory: Path, meta: VolumeMeta, zarr_format: int, fill_value: Any = 0):
-    """An empty zarr array stored in ``directory``, with voxel_size/offset/axes attributes."""
+    """An empty zarr array stored in ``directory``, with voxel_size/offset/axes attributes. Every
+    chunk that is written is stored, even one equal to the fill value, so that a complete array
+    has every chunk on disk (see :data:`EVERY_CHUNK_ATTR`)."""
     axes = axis_names(meta.ndim)
     attributes = {"voxel_size": list(meta.voxel_size), "offset": list(meta.offset), "axes": axes}
     return zarr.create_array(
         str(directory), shape=meta.shape, chunks=meta.chunks, dtype=meta.dtype,
         fill_value=fill_value, zarr_format=zarr_format, attributes=attributes,
         dimension_names=axes if zarr_format == 3 else None,
+        config={"write_empty_chunks": True},
     )  # fmt: skip
 
 
@@ -328,22 +373,12 @@ def _remove(path: Path) -> None:
 
 @contextlib.contextmanager
 def _atomic_target(target: Path) -> Iterator[Path]:
-    """Yield a hidden sibling ``.name.tmp-<pid>-<random>`` to write; it replaces ``target`` if the
-    body succeeds (an old target is deleted after the rename) and is deleted otherwise."""
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    """Yield a hidden sibling to write; it replaces ``target`` if the body succeeds
+    (:func:`~masktwins_cli.io.atomic.swap_in`) and is deleted otherwise."""
+    temporary = temporary_sibling(target)
     try:
         yield temporary
-        if temporary.is_dir() and target.exists():
-            old = temporary.with_name(temporary.name.replace(".tmp-", ".old-"))
-            os.replace(target, old)  # directories cannot be renamed over non-empty ones
-            try:
-                os.replace(temporary, target)
-            except BaseException:
-                os.replace(old, target)
-                raise
-            _remove(old)
-        else:  # files (and directories onto nothing) are replaced atomically
-            os.replace(temporary, target)
+        swap_in(temporary, target)
     finally:
         _remove(temporary)
 
@@ -352,7 +387,9 @@ def _write_zarr(parsed: ParsedUri, data: np.ndarray, meta: VolumeMeta, overwrite
     _refuse_existing(zarr_array_exists(parsed), parsed, overwrite)
     zarr_format = ensure_zarr_parents(parsed)
     with _atomic_target(zarr_node_dir(parsed)) as temporary:
-        _write_slabs(_new_zarr_array(temporary, meta, zarr_format), data, meta.chunks[0])
+        array = _new_zarr_array(temporary, meta, zarr_format)
+        _write_slabs(array, data, meta.chunks[0])
+        array.attrs[EVERY_CHUNK_ATTR] = True  # written whole: a missing chunk is damage
     update_ome_multiscales(parsed, axis_names(meta.ndim), meta.voxel_size, meta.offset)
 
 

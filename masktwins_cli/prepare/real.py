@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MaskTwinsError
-from ..io.uri import zarr_node_type
+from ..io.atomic import swap_in
+from ..io.backends import zarr_node_type
 from ..io.volumes import write_volume
 from .presets import StackJob, preset_jobs
 from .stacks import (
@@ -126,6 +127,36 @@ def _check_output(out: Path, overwrite: bool) -> None:
         raise MaskTwinsError(f"{out} exists and is not a zarr group; refusing to replace it")
 
 
+def _spec_paths(spec) -> list[Path]:
+    """The files or folders a stack spec reads: each path of a tuple, or the part of a URI or
+    glob before its HDF5 dataset or first wildcard."""
+    if isinstance(spec, tuple):
+        return [Path(p) for p in spec]
+    text = str(spec)
+    head, sep, _ = text.partition(":")
+    if sep and head.lower().endswith((".h5", ".hdf5", ".hdf")):
+        text = head
+    parts = []
+    for part in Path(text).parts:
+        if any(c in part for c in "*?["):
+            break
+        parts.append(part)
+    return [Path(*parts)] if parts else []
+
+
+def _check_not_reading_output(job: StackJob) -> None:
+    """Writing the output must never delete an input: refuse a job that reads from inside (or
+    from) its own output (``prepare stack X.zarr --images X.zarr/raw --overwrite``)."""
+    out = job.out.resolve()
+    for option, spec in (("--images", job.images), ("--labels", job.labels)):
+        for path in _spec_paths(spec) if spec is not None else []:
+            resolved = path.resolve()
+            if resolved == out or out in resolved.parents:
+                raise MaskTwinsError(f"{option} {spec} lies inside the output {job.out}: writing it "
+                                     "would replace its own input; choose another output name "
+                                     "(nothing was written)")
+
+
 def _resolve_job(job: StackJob) -> tuple[StackSource, StackSource | None]:
     """Resolve the image and label slices of a job and check that they pair up."""
     images = resolve_stack(job.images)
@@ -193,20 +224,13 @@ def _record(staging: Path, job: StackJob, images: StackSource, labels: StackSour
     }  # fmt: skip
 
 
-def _swap_in(staging: Path, out: Path) -> None:
-    """Move a complete staged zarr to ``out``, replacing an existing one."""
-    old = out.with_name(f".old-{secrets.token_hex(4)}-{out.name}")
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def run_jobs(name: str, jobs: Sequence[StackJob], overwrite: bool = False) -> PreparedReal:
     """Check every job, stage every output, then move them all into place."""
     outs = [job.out for job in jobs]
     if len(set(outs)) != len(outs):
         raise MaskTwinsError(f"two outputs share a name: {outs}")
+    for job in jobs:
+        _check_not_reading_output(job)
     for out in outs:
         _check_output(out, overwrite)
     resolved = [_resolve_job(job) for job in jobs]
@@ -220,7 +244,7 @@ def run_jobs(name: str, jobs: Sequence[StackJob], overwrite: bool = False) -> Pr
             staged.append((staging, job.out))
             results.append(_stage(job, images, labels, staging))
         for staging, out in staged:
-            _swap_in(staging, out)
+            swap_in(staging, out)
         return PreparedReal(name, tuple(results))
     finally:
         for staging, _ in staged:

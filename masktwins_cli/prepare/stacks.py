@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MaskTwinsError
-from ..io.uri import parse_uri, reported_as, zarr_node_type
+from ..io.backends import parse_uri, reported_as, zarr_node_type
 from ..io.volumes import open_volume
 
 SLICE_SUFFIXES = (".png", ".tif", ".tiff")

@@ -15,11 +15,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.recipe import write_text_atomic
 from ..errors import MaskTwinsError
+from ..io.atomic import write_text_atomic
 from ..io.volumes import write_volume
+from .synthetic_layout import VOLUMES, chunks_for
 
-VOLUMES = ("source", "target_train", "target_test")
 TASKS = ("mito", "synapse")
 
 
@@ -43,14 +43,6 @@ def parse_shape(text: str, option: str = "--shape") -> tuple[int, int, int]:
     if len(shape) != 3 or min(shape) < 1:
         raise MaskTwinsError(f"{option} {text!r}: expected three positive integers Z,Y,X, e.g. 8,128,128")
     return shape
-
-
-def chunks_for(shape: tuple[int, ...], dims: int) -> tuple[int, ...]:
-    """Chunking: whole slices of up to 256^2 for 2-D work, 32^3-ish boxes for 3-D."""
-    z, y, x = shape
-    if dims == 2:
-        return (1, min(y, 256), min(x, 256))
-    return (min(z, 16), min(y, 64), min(x, 64))
 
 
 def prepare_synthetic(out_dir: str | Path, task: str = "mito", dims: int = 2, seed: int = 0,

@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..config.recipe import write_text_atomic
 from ..errors import MaskTwinsError
+from ..io.atomic import write_text_atomic
 from ..io.volumes import write_volume
 from ..synapse.points import write_points_csv
-from .synthetic import VOLUMES, chunks_for
+from .synthetic_layout import VOLUMES, chunks_for
 
 
 def write_synapse_pair(out_dir: str | Path, seed: int = 0, shape: tuple[int, int, int] | None = None,

@@ -30,7 +30,6 @@ written to hidden temporary names in OUT_DIR and moved into place only when all 
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import shutil
@@ -39,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MaskTwinsError
+from ..io.atomic import swap_in
 from ..io.volumes import Volume, create_volume, open_volume
 from ..synapse.points import (
     HDF5_SUFFIXES,
@@ -47,7 +47,6 @@ from ..synapse.points import (
     read_waspsyn_points,
     write_points_csv,
 )
-from .real import _swap_in
 
 IMAGE_PREFIX = "img"
 LABEL_PREFIX = "syns"
@@ -261,7 +260,7 @@ def prepare_waspsyn(root: str | Path, out_dir: str | Path, volumes: Sequence[str
             if points is None:  # a stale table of an earlier (labeled) run would not match
                 _outputs(out, name)[1].unlink(missing_ok=True)
         for staging, target in staged:
-            _swap_in(staging, target) if staging.suffix == ".zarr" else os.replace(staging, target)
+            swap_in(staging, target)
         return PreparedWasp(out, tuple(results))
     finally:
         for staging, _ in staged:

@@ -33,7 +33,6 @@ import csv
 import io
 import os
 import re
-import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,8 @@ import h5py
 import numpy as np
 
 from masktwins_cli.errors import MaskTwinsError
-from masktwins_cli.io.uri import open_hdf5_file, reported_as
+from masktwins_cli.io.atomic import atomic_path
+from masktwins_cli.io.backends import open_hdf5_file, reported_as
 
 CSV_COLUMNS = ("kind", "id", "pre_id", "z", "y", "x")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -253,13 +253,8 @@ def write_points(path: str | os.PathLike, points: SynapsePoints,
 @contextlib.contextmanager
 def _staged(path: Path) -> Iterator[Path]:
     """Yield a hidden sibling path to write; move it onto ``path`` only on success."""
-    staging = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    try:
-        with reported_as(f"cannot write {path}"):
-            yield staging
-            os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
+    with reported_as(f"cannot write {path}"), atomic_path(path) as staging:
+        yield staging
 
 
 def read_points_csv(path: str | os.PathLike, shape: Sequence[int] | None = None) -> SynapsePoints:

@@ -92,7 +92,7 @@ def _check_seed(seed) -> int:
     return int(seed)
 
 
-def _cytoplasm(grid: Grid, style: DomainStyle, cell_id: np.ndarray,
+def cytoplasm(grid: Grid, style: DomainStyle, cell_id: np.ndarray,
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Clean cytoplasm (float32 (z, y, x)) and its unit-std grain.
 
@@ -117,7 +117,7 @@ def render_scene(grid: Grid, style: DomainStyle,
     """Clean intensity (float32 (z, y, x), ~[0, 1]) and labels (uint8) of one random scene."""
     r_tissue, r_cyto, r_mito, r_blob, r_ves = rng.spawn(5)
     tissue = make_tissue(grid, style.cell_diameter_nm, style.membrane_width_px, r_tissue)
-    image, grain = _cytoplasm(grid, style, tissue.cell_id, r_cyto)
+    image, grain = cytoplasm(grid, style, tissue.cell_id, r_cyto)
     image *= 1 - style.membrane_darkness * membrane_profile(tissue)
     canvas = Canvas(image, np.zeros(grid.shape, np.uint8), np.zeros(grid.shape, bool), grain)
     place_mitochondria(canvas, grid, tissue, style, r_mito)

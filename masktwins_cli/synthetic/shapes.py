@@ -70,11 +70,6 @@ class Tissue:
     membrane_dist_px: np.ndarray
     membrane_width_px: np.ndarray
 
-    @property
-    def n_cells(self) -> int:
-        """Number of cell seeds (an upper bound on the distinct ``cell_id`` values)."""
-        return int(self.cell_id.max()) + 1
-
 
 def _cell_seeds(grid: Grid, diameter_nm: float, rng: np.random.Generator) -> np.ndarray:
     """Uniform random Voronoi seeds (n, 3) in effective nm, with a one-cell margin.

@@ -27,7 +27,7 @@ from scipy import ndimage
 from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.synapse.points import SynapsePoints
 from masktwins_cli.synthetic.imaging import add_noise, contrast_curve, section_jitter, to_uint8
-from masktwins_cli.synthetic.mito import _cytoplasm
+from masktwins_cli.synthetic.mito import cytoplasm
 from masktwins_cli.synthetic.objects import Canvas, place_blobs, place_mitochondria, place_vesicles
 from masktwins_cli.synthetic.shapes import Grid, Tissue, make_tissue, membrane_profile
 from masktwins_cli.synthetic.styles import DomainStyle
@@ -195,7 +195,7 @@ def render_scene(grid: Grid, style: SynapseStyle,
     r_tissue, r_cyto, r_sites, r_ves, r_mito, r_blob, r_free = rng.spawn(7)
     domain = style.domain
     tissue = make_tissue(grid, domain.cell_diameter_nm, domain.membrane_width_px, r_tissue)
-    image, grain = _cytoplasm(grid, domain, tissue.cell_id, r_cyto)
+    image, grain = cytoplasm(grid, domain, tissue.cell_id, r_cyto)
     volume_um3 = float(np.prod(grid.extent_nm)) / 1e9
     n_synapses = max(1, int(r_sites.poisson(style.synapses_per_um3 * volume_um3)))
     n_decoys = int(r_sites.poisson(style.decoys_per_um3 * volume_um3))

@@ -7,20 +7,33 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..io.atomic import write_text_atomic
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    """One log line as a record; None for a line torn by a crash mid-write (or otherwise not
+    a JSON object)."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
 
 class JsonlLog:
     """Append-only JSONL file. On resume, lines from iterations after the resume step are dropped
-    (they were logged after the checkpoint that is resumed from)."""
+    (they were logged after the checkpoint that is resumed from), and so is a line torn by the
+    crash that made the resume necessary; the kept lines are rewritten atomically."""
 
     def __init__(self, path: Path, resume_step: int | None = None):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
-            path.write_text("", encoding="utf-8")
+            write_text_atomic(path, "")
         elif path.exists():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            kept = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+                    if (record := _record(line)) is not None and record.get("step", 0) <= resume_step]
+            write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -11,13 +12,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config.recipe import recipe_to_dict, recipe_to_toml, write_text_atomic
+from ..config.recipe import recipe_to_dict, recipe_to_toml
 from ..config.schema import Recipe
 from ..errors import MaskTwinsError
-from ..inference.windows import autocast_for
+from ..io.atomic import write_text_atomic
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..method.teacher import ema_alpha_at, make_teacher, update_ema
+from ..runtime.device import autocast_for, resolve_device
+from ..runtime.networks import build_from_recipe
 from .batches import draw_batch, memory_format
+from .compatibility import check_resume_compatible
 from .data import TrainingData, open_training_data
 from .distributed import (
     Distributed,
@@ -33,8 +37,7 @@ from .distributed import (
 )
 from .loop import LoopParts, LoopSchedule, run_loop
 from .metrics_log import JsonlLog
-from .model_setup import build_from_recipe, check_resume_compatible, resolve_device
-from .step import masktwins_losses
+from .step import Objective, masktwins_losses, objective_for
 from .validation import Validator
 
 log = logging.getLogger(__name__)
@@ -112,6 +115,11 @@ def _prepare_output(recipe: Recipe, resume: bool, world_size: int = 1) -> tuple[
     if last.exists():
         raise MaskTwinsError(f"run folder {out} already holds a checkpoint: pass --resume to continue "
                              "it, or choose another train.output_dir (nothing was overwritten)")
+    for name in ("recipe.toml", "log.jsonl"):  # an earlier run's files, or the input recipe itself
+        if (out / name).exists():
+            raise MaskTwinsError(f"{out / name} exists (an earlier run's, or the recipe given): a "
+                                 "new run would replace it; choose another train.output_dir (or "
+                                 "--output-dir), or remove it (nothing was overwritten)")
     return out, None
 
 
@@ -164,12 +172,18 @@ class Run:
         self.model.train()
         adapting = step >= r.method.adapt_start  # before: source-only warm-up, no target drawn
         batch = draw_batch(self.data, r, self.state.data_rng, self.device, with_target=adapting)
-        weights = (torch.tensor(r.method.class_weights, dtype=torch.float32, device=self.device)
-                   if r.method.class_weights else None)
         with autocast_for(self.device, r.train.amp):
             return masktwins_losses(self.student, self.labeler, batch, r.method, self.state.mask_generator,
-                                    weights, batched_views=r.model.norm == "instance",
-                                    task=r.model.task, cube_size=r.data.cube_size)
+                                    batched_views=r.model.norm == "instance",
+                                    objective=self.objective)
+
+    @functools.cached_property
+    def objective(self) -> Objective:
+        """The task's loss maths, with the class-weight tensor on the device: built once."""
+        r = self.recipe
+        weights = (torch.tensor(r.method.class_weights, dtype=torch.float32, device=self.device)
+                   if r.method.class_weights else None)
+        return objective_for(r.model.task, r.method, weights, r.data.cube_size)
 
     def after_step(self, step: int) -> None:
         broadcast_buffers(self.model, self.dist)

@@ -142,7 +142,8 @@ def student_views(student: nn.Module, views: list[torch.Tensor], batched: bool) 
 def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, method,
                      generator: torch.Generator, class_weights: torch.Tensor | None = None,
                      batched_views: bool = True, task: str = "segmentation",
-                     cube_size: int = 3) -> dict[str, torch.Tensor]:
+                     cube_size: int = 3, objective: Objective | None = None,
+                     ) -> dict[str, torch.Tensor]:
     """All loss terms of one iteration (0-d tensors); ``loss`` is the total to minimise.
 
     Args:
@@ -155,12 +156,14 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
         batched_views: predict all views in one forward (instance norm makes this exact).
         task: ``segmentation`` or ``synapse`` (see :func:`objective_for`).
         cube_size: synapse cube edge in voxels, for cube pseudo-labels.
+        objective: the task's maths built once by the caller (:func:`objective_for`); by default
+            built here from ``task``, ``method``, ``class_weights`` and ``cube_size``.
 
     Returns keys: loss, loss_sup, and when adapting loss_cl, loss_cm, confident_fraction, and
     pseudo_foreground and teacher_confidence (segmentation) or confident_pre, confident_post, pseudo_pre_ppm,
     pseudo_post_ppm (synapse: positive pseudo-labels per million valid voxels).
     """
-    objective = objective_for(task, method, class_weights, cube_size)
+    objective = objective or objective_for(task, method, class_weights, cube_size)
     if not method.adapt or batch.target is None:
         loss_sup = objective.supervised(student(batch.source), batch.source_labels)
         return {"loss": loss_sup, "loss_sup": loss_sup.detach()}

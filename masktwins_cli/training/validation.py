@@ -12,9 +12,9 @@ from ..config.schema import Recipe
 from ..data.normalization import normalize
 from ..data.patches import as_zyx, check_labels
 from ..errors import MaskTwinsError
-from ..evaluation.metrics import score_volume
-from ..inference.windows import predict_block
 from ..io.volumes import open_volume
+from ..runtime.windows import predict_array, recipe_window_settings
+from ..scoring.metrics import score_volume
 from .data import open_image
 
 VALIDATION_BYTES = 512 * 1024**2
@@ -45,12 +45,11 @@ class Validator:
 
     def __call__(self, model: torch.nn.Module) -> dict[str, float | None]:
         r = self.recipe
-        window = r.infer.window or r.data.patch_size
         was_training = model.training
         model.eval()
-        probs = predict_block(model, self.image, r.model.spatial_dims, window, r.infer.overlap,
-                              r.infer.batch_size, r.infer.blend, self.device, r.train.amp)
+        settings = recipe_window_settings(r, tta=False)  # the foreground class, as infer keeps
+        probs = predict_array(model, self.image, settings, self.device)
         model.train(was_training)
-        scores = score_volume(probs[1], self.truth, r.evaluate.threshold, r.evaluate.mode)
+        scores = score_volume(probs[0], self.truth, r.evaluate.threshold, r.evaluate.mode)
         return {f"val_{k}": v for k, v in scores.as_dict().items()
                 if k in ("iou", "f1", "mcc", "ap")}

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..config.recipe import load_recipe
+from ..errors import MaskTwinsError
+from ..io.atomic import write_text_atomic
+from ..prepare.synthetic import prepare_synthetic
 from .comparison import METRICS, Report, TestVolume, markdown_table, quoted, summarise, train_and_score
-from .config.recipe import load_recipe, write_text_atomic
-from .errors import MaskTwinsError
-from .prepare.synthetic import prepare_synthetic
 
 # method name -> recipe overrides on top of the shipped synthetic recipe
 METHODS: dict[str, list[str]] = {
@@ -85,7 +86,8 @@ def run_demo(out_dir: str | Path = "runs/demo", dims: int = 2, seeds: list[int] 
     report = report or (lambda *args, **kwargs: None)
     if dims not in (2, 3):
         raise MaskTwinsError(f"--dims {dims}: expected 2 or 3")
-    load_recipe(shipped_recipe(f"synthetic_mito{dims}d.toml"), overrides or [])  # fail fast
+    every_run = [*(overrides or []), *([f"train.iterations={iterations}"] if iterations is not None else [])]
+    load_recipe(shipped_recipe(f"synthetic_mito{dims}d.toml"), every_run)  # fail fast: nothing written
     for seed in seeds:
         if (out / f"seed{seed}").exists():
             if not overwrite:

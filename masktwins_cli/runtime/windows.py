@@ -16,7 +16,6 @@ spatial axes.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,14 +25,10 @@ import torch
 from monai.data.utils import compute_importance_map
 from torch import nn
 
+from ..config.schema import Recipe
+from .device import autocast_for
+
 GAUSSIAN_SIGMA_SCALE = 0.125  # sigma = 0.125 x window, MONAI's default
-
-
-def autocast_for(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA when enabled; a no-op context otherwise."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def axis_starts(size: int, window: int, stride: int) -> list[int]:
@@ -240,6 +235,33 @@ def predict_box(model: nn.Module, raw: np.ndarray, pad: Sequence[tuple[int, int]
     return blend_windows(model, data, positions, inner, settings, weights).cpu().numpy()
 
 
+def recipe_window_settings(recipe: Recipe, window: Sequence[int] | None = None,
+                           channels: tuple[int, ...] | None | str = "task",
+                           tta: bool | None = None) -> WindowSettings:
+    """The sliding-window settings of a recipe, in one place for inference and validation:
+    ``window`` (default ``infer.window``, else ``data.patch_size``), ``infer`` overlap, batch
+    size and blending, the task's activation (sigmoid channels for synapse, softmax classes
+    otherwise), the kept ``channels`` (``"task"``: the foreground class 1 of a segmentation
+    model, every channel of a synapse model; None: every channel), ``train.amp`` autocast and
+    ``tta`` (default ``infer.tta``)."""
+    synapse = recipe.model.task == "synapse"
+    dims = recipe.model.spatial_dims
+    window = tuple(window or recipe.infer.window or recipe.data.patch_size)[-dims:]
+    if channels == "task":
+        channels = None if synapse else (1,)
+    return WindowSettings(dims, window, recipe.infer.overlap, recipe.infer.batch_size,
+                          recipe.infer.blend, "sigmoid" if synapse else "softmax", channels,
+                          recipe.train.amp, recipe.infer.tta if tta is None else tta)
+
+
+def predict_array(model: nn.Module, block: np.ndarray, settings: WindowSettings,
+                  device: torch.device) -> np.ndarray:
+    """Probabilities (C, z, y, x) of a whole in-memory, normalised float32 (z, y, x) block with
+    ``settings`` (C: the kept channels)."""
+    _, pad, starts, inner = settings.grid(block.shape).layout(tuple(slice(0, n) for n in block.shape))
+    return predict_box(model, block, pad, list(itertools.product(*starts)), inner, settings, device)
+
+
 def predict_block(model: nn.Module, block: np.ndarray, spatial_dims: int, window: Sequence[int],
                   overlap: float, batch_size: int, blend: str, device: torch.device,
                   amp: bool = True, activation: str = "softmax", tta: bool = False) -> np.ndarray:
@@ -257,5 +279,4 @@ def predict_block(model: nn.Module, block: np.ndarray, spatial_dims: int, window
     """
     settings = WindowSettings(spatial_dims, tuple(window), overlap, batch_size, blend, activation,
                               None, amp, tta)
-    _, pad, starts, inner = settings.grid(block.shape).layout(tuple(slice(0, n) for n in block.shape))
-    return predict_box(model, block, pad, list(itertools.product(*starts)), inner, settings, device)
+    return predict_array(model, block, settings, device)

@@ -126,7 +126,7 @@ SINGLE_SEED_NOTE = (
 def print_demo_table(result) -> None:
     """The demo's comparison: one row per method, mean and spread over seeds (the mean alone,
     and a note that one seed cannot rank the methods, for a single seed)."""
-    from .comparison import stat_cell
+    from .experiments.comparison import stat_cell
 
     table = Table(title=f"Synthetic mitochondria, target test volume ({result.dims}-D, "
                         f"seeds {', '.join(map(str, result.seeds))})")

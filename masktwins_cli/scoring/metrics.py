@@ -83,7 +83,7 @@ class SegmentationScores:
 # validation helpers (also used by overlays.py)
 
 
-def _check_threshold(threshold: float) -> float:
+def check_threshold(threshold: float) -> float:
     """Return ``threshold`` as a float, or raise if it is not in the open interval (0, 1)."""
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
         raise MaskTwinsError(f"threshold must be a number in (0, 1); got {threshold!r}")
@@ -112,7 +112,7 @@ def _where(z: int | None) -> str:
     return "" if z is None else f" (slice z={z})"
 
 
-def _prob_array(prob: Any, z: int | None = None) -> np.ndarray:
+def prob_array(prob: Any, z: int | None = None) -> np.ndarray:
     """Validate a probability array: numeric, no NaN, values in [0, 1].
 
     Floating arrays keep their dtype (float32 stays float32, so ties are those of the stored
@@ -140,7 +140,7 @@ def _format_values(values: np.ndarray, limit: int = 8) -> str:
     return f"[{shown}{', ...' if values.size > limit else ''}]"
 
 
-def _truth_array(truth: Any, z: int | None = None) -> np.ndarray:
+def truth_array(truth: Any, z: int | None = None) -> np.ndarray:
     """Validate a ground truth (bool, or numbers that are all 0 or 1) and return it as bool."""
     arr = np.asarray(truth)
     if arr.dtype == np.bool_:
@@ -240,8 +240,8 @@ def average_precision(prob: np.ndarray, truth: np.ndarray) -> float | None:
     Equal to ``sklearn.metrics.average_precision_score(truth.ravel(), prob.ravel())``; ``None``
     when ``truth`` has no foreground (AP undefined).
     """
-    prob_arr = _prob_array(prob)
-    truth_arr = _truth_array(truth)
+    prob_arr = prob_array(prob)
+    truth_arr = truth_array(truth)
     if prob_arr.shape != truth_arr.shape:
         raise MaskTwinsError(
             f"probability map shape {prob_arr.shape} does not match ground truth shape "
@@ -270,14 +270,14 @@ def score_slices(
     Holds one slice at a time; IoU/F1/MCC are averaged over all slices, AP over the slices whose
     truth has foreground (``ap`` is ``None`` if there are none).
     """
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     ious: list[float] = []
     f1s: list[float] = []
     mccs: list[float] = []
     aps: list[float] = []
     for z, (prob, truth) in enumerate(slices):
-        prob_arr = _prob_array(prob, z)
-        truth_arr = _truth_array(truth, z)
+        prob_arr = prob_array(prob, z)
+        truth_arr = truth_array(truth, z)
         if prob_arr.shape != truth_arr.shape:
             raise MaskTwinsError(
                 f"slice z={z}: probability map shape {prob_arr.shape} does not match ground "
@@ -325,8 +325,8 @@ def _score_whole_volume(prob: Any, truth: Any, threshold: float) -> Segmentation
     n_pos = 0
     dtype = None
     for z, (p, t) in enumerate(_iter_slices(prob, truth)):
-        p_arr = _prob_array(p, z)
-        t_arr = _truth_array(t, z)
+        p_arr = prob_array(p, z)
+        t_arr = truth_array(t, z)
         c = confusion_counts(p_arr >= threshold, t_arr)
         tp, fp, fn, tn = tp + c[0], fp + c[1], fn + c[2], tn + c[3]
         n_pos += c[0] + c[2]
@@ -340,8 +340,8 @@ def _score_whole_volume(prob: Any, truth: Any, threshold: float) -> Segmentation
         neg = np.empty(n_total - n_pos, dtype=dtype)
         i_pos = i_neg = 0
         for p, t in _iter_slices(prob, truth):
-            p_arr = _prob_array(p)
-            t_arr = _truth_array(t)
+            p_arr = prob_array(p)
+            t_arr = truth_array(t)
             sel = p_arr[t_arr]
             pos[i_pos : i_pos + sel.size] = sel
             i_pos += sel.size
@@ -372,7 +372,7 @@ def score_volume(
     shape (numpy, memmap, or any array-like indexable by ``[z]``). ``mode`` is ``"per_slice"``
     (metrics per z-slice, averaged) or ``"volume"`` (metrics over the flattened volume).
     """
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     if mode not in MODES:
         raise MaskTwinsError(f"unknown metrics mode {mode!r}; expected one of {', '.join(MODES)}")
     if not hasattr(prob, "shape"):

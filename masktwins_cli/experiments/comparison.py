@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config.recipe import load_recipe
-from .evaluation.run import evaluate
-from .inference.predict import infer_volume
-from .training.run import train
+from ..config.recipe import load_recipe
+from ..evaluation.run import evaluate
+from ..inference.predict import infer_volume
+from ..training.run import train
 
 METRICS = ("iou", "f1", "mcc", "ap")
 METRIC_HEADERS = ("IoU", "F1", "MCC", "mAP")

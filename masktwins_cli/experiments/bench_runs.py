@@ -14,9 +14,9 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..errors import MaskTwinsError
+from ..io.atomic import write_text_atomic
 from .comparison import MethodSpec
-from .config.recipe import write_text_atomic
-from .errors import MaskTwinsError
 
 
 def chosen_methods(names: str, methods: Sequence[MethodSpec]) -> list[MethodSpec]:
@@ -128,7 +128,7 @@ def write_training_curves(out: Path, runs: Sequence[dict], seed: int, title: str
     """OUT/curves.png: every logged term (losses, pseudo-label statistics, validation scores)
     of each run of ``seed``, one line per method; None, with the reason printed, when it cannot
     be drawn (e.g. matplotlib, the ``plot`` extra, is not installed)."""
-    from .evaluation.curves import choose_terms, load_runs, write_curves
+    from ..evaluation.curves import choose_terms, load_runs, write_curves
 
     mine = [r for r in runs if r["seed"] == seed]
     if not mine:

@@ -1,0 +1,148 @@
+"""Durable atomic writes: a file or folder appears under its final name complete, or not at all.
+
+One protocol for every output of the package:
+
+- small files (:func:`atomic_path`, :func:`atomic_open`, :func:`write_text_atomic`): write a
+  hidden temporary sibling ``.NAME.tmp-PID-RANDOM``, flush and fsync it, rename it onto the final
+  name (atomic on POSIX), fsync the folder so the rename itself survives a power cut; on any
+  error the temporary is removed and an existing file is left as it was;
+- folders (:func:`swap_in`): a complete staged folder replaces the target by two renames (the old
+  one is moved aside first, since a folder cannot be renamed over a non-empty one), then the
+  folder is fsynced and the old copy deleted. Between the two renames the target is briefly
+  absent, never partial.
+
+A kill between writing and renaming leaves only the hidden temporary, never a truncated file
+under the final name (tested by killing a writer there); the next write of the same file
+removes such leftovers once their process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file or folder to stable storage; absent paths are skipped, and folders where
+    the file system cannot fsync them."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # some file systems cannot fsync directories
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def temporary_sibling(path: Path, kind: str = "tmp") -> Path:
+    """A hidden unique name beside ``path``: ``.NAME.KIND-PID-RANDOM``."""
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+STALE_SECONDS = 60.0
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def sweep_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries a killed writer of ``path`` left behind: hidden siblings
+    ``.NAME.tmp-PID-*`` whose process is gone and that are older than a minute. Returns them."""
+    removed = []
+    prefix = f".{path.name}.tmp-"
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for sibling in siblings:
+        if not sibling.name.startswith(prefix):
+            continue
+        pid_text = sibling.name[len(prefix):].split("-", 1)[0]
+        try:
+            stale = (not pid_text.isdigit() or not _process_alive(int(pid_text))) and \
+                time.time() - sibling.lstat().st_mtime > STALE_SECONDS
+        except OSError:
+            continue
+        if stale:
+            _remove(sibling)
+            removed.append(sibling)
+    return removed
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path for any writer (``torch.save``, h5py, an image library); when the
+    body succeeds the file is fsynced and renamed onto ``path`` and the folder fsynced; on error
+    (or a kill) the temporary goes and ``path`` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temporaries(path)
+    temporary = temporary_sibling(path)
+    try:
+        yield temporary
+        fsync_path(temporary)
+        os.replace(temporary, path)
+        fsync_path(path.parent)
+    finally:
+        _remove(temporary)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w",
+                encoding: str | None = "utf-8") -> Iterator[IO]:
+    """``open`` for writing through :func:`atomic_path` (``mode`` ``w`` or ``wb``)."""
+    with atomic_path(path) as temporary:
+        with open(temporary, mode, encoding=None if "b" in mode else encoding) as stream:
+            yield stream
+            stream.flush()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a small text file durably and atomically."""
+    with atomic_open(path, "w") as stream:
+        stream.write(text)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write a small binary file durably and atomically."""
+    with atomic_open(path, "wb") as stream:
+        stream.write(data)
+
+
+def swap_in(staged: Path, target: Path) -> None:
+    """Move a complete staged file or folder onto ``target``, replacing an existing one; the
+    folder is fsynced after the rename and the old copy deleted last."""
+    fsync_path(staged)
+    if staged.is_dir() and target.exists():
+        old = temporary_sibling(target, "old")
+        os.replace(target, old)  # a folder cannot be renamed over a non-empty one
+        try:
+            os.replace(staged, target)
+        except BaseException:
+            os.replace(old, target)
+            raise
+        fsync_path(target.parent)
+        _remove(old)
+    else:  # files, and folders onto nothing, are replaced in one rename
+        os.replace(staged, target)
+        fsync_path(target.parent)
