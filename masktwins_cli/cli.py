@@ -126,10 +126,7 @@ def infer(
         if shard is not None:
             raise MaskTwinsError("--shard and --workers exclude each other: shards are "
                                  "independent jobs, --workers shares the blocks through a scheduler")
-        from .inference.distributed import check_options
-
-        check_options(workers, worker_command)  # before any heavy import
-        from .inference.distributed import infer_with_daisy
+        from .inference.distributed import infer_with_daisy  # checks the options first
 
         result = infer_with_daisy(checkpoint, input_volume, output, workers,
                                   overrides=list(set_), weights=weights, device=device,
