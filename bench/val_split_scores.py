@@ -11,8 +11,8 @@ slices of its own target volume.
         "aug on=runs/real_on/seed*/masktwins" "aug off=runs/real_off/seed0/masktwins" ...
 
 Each argument is ``LABEL=GLOB`` of run folders holding ``last.pt``; the prediction goes to
-``RUN/val_split.zarr`` (kept: a second call only scores). Prints per label the runs' IoU, their
-mean and population std, and writes OUT/val_split.json.
+``RUN/val_split.zarr`` (replaced by each call: it belongs to this script). Prints per label the
+runs' IoU, their mean and population std, and writes OUT/val_split.json.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from masktwins_cli.inference.predict import infer_volume
 
 def score_run(run: Path, raw: str, labels: str) -> dict:
     output = run / "val_split.zarr" / "probabilities"
-    infer_volume(run / "last.pt", raw, str(output), device="cpu")
+    infer_volume(run / "last.pt", raw, str(output), device="cpu", overwrite=True)
     scores = evaluate(str(output), labels).scores.as_dict()
     return {"run": str(run), **{k: scores[k] for k in ("iou", "f1", "mcc", "ap")}}
 
