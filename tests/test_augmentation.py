@@ -13,25 +13,15 @@ from masktwins_cli.data.augmentation import Augmenter, shift_sections
 from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.training.batches import augment_batch, draw_batch
 from masktwins_cli.training.data import open_training_data
-from masktwins_cli.training.metrics_log import read_log
 from masktwins_cli.training.run import train
 from masktwins_cli.training.step import Batch, masktwins_losses
-from tiny_data import write_pair, write_recipe
+from tiny_data import Interrupt, interrupt_after, losses_by_step, write_pair, write_recipe
 
 GEOMETRIC = {"rotate_prob": 1.0, "scale_prob": 1.0, "elastic_prob": 1.0, "elastic_spacing": 16,
              "elastic_magnitude": 3.0}
 INTENSITY = {"contrast_prob": 1.0, "gamma_prob": 1.0, "blur_prob": 1.0, "noise_prob": 1.0}
 EVERYTHING = {**GEOMETRIC, **INTENSITY, "misalign_prob": 1.0, "missing_section_prob": 1.0,
               "strong_target": True, "strong_jitter_prob": 1.0, "strong_blur_prob": 1.0}
-
-
-class Interrupt(Exception):
-    pass
-
-
-def losses_by_step(path):
-    return {r["step"]: {k: v for k, v in r.items() if k != "seconds"}
-            for r in read_log(path) if "loss" in r}
 
 
 def augmenter(dims=2, **settings):
@@ -190,13 +180,8 @@ def test_training_with_every_augmentation_on_runs_and_resumes_exactly(tmp_path, 
     assert np.isfinite(full.final_record["loss"])
     split = load_recipe(write_recipe(tmp_path / "b.toml", data, tmp_path / "b",
                                      augment=settings, **extra))
-
-    def stop_after_two(step, total, record):
-        if step > 2:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        train(split, report=stop_after_two)
+        train(split, report=interrupt_after(2))
     train(split, resume=True)
     assert losses_by_step(tmp_path / "b" / "log.jsonl") == losses_by_step(tmp_path / "a" / "log.jsonl")
 

@@ -10,16 +10,7 @@ from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.io.checkpoints import load_checkpoint
 from masktwins_cli.training.metrics_log import read_log
 from masktwins_cli.training.run import train
-from tiny_data import write_pair, write_recipe
-
-
-class Interrupt(Exception):
-    pass
-
-
-def losses_by_step(path):
-    return {r["step"]: {k: v for k, v in r.items() if k != "seconds"}
-            for r in read_log(path) if "loss" in r}
+from tiny_data import Interrupt, interrupt_after, losses_by_step, write_pair, write_recipe
 
 
 @pytest.fixture()
@@ -50,13 +41,8 @@ def test_resume_equals_uninterrupted_run(tmp_path, data):
     full = load_recipe(write_recipe(tmp_path / "a.toml", data, tmp_path / "full"))
     train(full)
     split = load_recipe(write_recipe(tmp_path / "b.toml", data, tmp_path / "split"))
-
-    def stop_after_two(step, total, record):
-        if step > 2:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        train(split, report=stop_after_two)
+        train(split, report=interrupt_after(2))
     assert load_checkpoint(tmp_path / "split" / "last.pt")["step"] == 2
     with pytest.raises(MaskTwinsError, match="--resume"):
         train(split)  # never silently restarts over an existing run
@@ -150,13 +136,8 @@ def test_compiled_training_follows_the_eager_run(tmp_path, data):
 
 def test_resume_drops_a_log_line_torn_by_the_crash(tmp_path, data):
     recipe = load_recipe(write_recipe(tmp_path / "r.toml", data, tmp_path / "run"))
-
-    def stop_after_two(step, total, record):
-        if step > 2:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        train(recipe, report=stop_after_two)
+        train(recipe, report=interrupt_after(2))
     log = tmp_path / "run" / "log.jsonl"
     with log.open("a") as handle:
         handle.write('{"step": 3, "loss": 0.5, "lo')  # killed mid-line

@@ -89,3 +89,23 @@ def write_recipe(path: Path, root: Path, out: Path, **sections) -> Path:
     path.write_text(text + "\n")
     tomllib.loads(path.read_text())  # fail early on a bad fixture
     return path
+
+
+class Interrupt(Exception):
+    """Raised by :func:`interrupt_after` to stop a training run as a kill would."""
+
+
+def interrupt_after(steps: int):
+    """A ``train(report=...)`` callback that stops the run after ``steps`` logged iterations."""
+    def report(step, total, record):
+        if step > steps:
+            raise Interrupt
+    return report
+
+
+def losses_by_step(path) -> dict:
+    """{step: logged terms without the wall time} of a run's log.jsonl."""
+    from masktwins_cli.training.metrics_log import read_log
+
+    return {r["step"]: {k: v for k, v in r.items() if k != "seconds"}
+            for r in read_log(path) if "loss" in r}
