@@ -91,18 +91,16 @@ def _remove(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path for any writer (``torch.save``, h5py, an image library); when the
-    body succeeds the file is fsynced and renamed onto ``path`` and the folder fsynced; on error
-    (or a kill) the temporary goes and ``path`` is untouched."""
+    """Yield a temporary path for any writer (``torch.save``, h5py, zarr, an image library);
+    when the body succeeds the file or folder written there replaces ``path``
+    (:func:`swap_in`); on error (or a kill) the temporary goes and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_temporaries(path)
     temporary = temporary_sibling(path)
     try:
         yield temporary
-        fsync_path(temporary)
-        os.replace(temporary, path)
-        fsync_path(path.parent)
+        swap_in(temporary, path)
     finally:
         _remove(temporary)
 

@@ -8,12 +8,10 @@ of voxel 0) have one entry per spatial axis, (z, y, x) order.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import tifffile
 import zarr
 
 from masktwins_cli.errors import MaskTwinsError
-from masktwins_cli.io.atomic import swap_in, temporary_sibling
+from masktwins_cli.io.atomic import atomic_path
 from masktwins_cli.io.backends import (
     ParsedUri,
     ensure_zarr_parents,
@@ -371,22 +369,10 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def _atomic_target(target: Path) -> Iterator[Path]:
-    """Yield a hidden sibling to write; it replaces ``target`` if the body succeeds
-    (:func:`~masktwins_cli.io.atomic.swap_in`) and is deleted otherwise."""
-    temporary = temporary_sibling(target)
-    try:
-        yield temporary
-        swap_in(temporary, target)
-    finally:
-        _remove(temporary)
-
-
 def _write_zarr(parsed: ParsedUri, data: np.ndarray, meta: VolumeMeta, overwrite: bool) -> None:
     _refuse_existing(zarr_array_exists(parsed), parsed, overwrite)
     zarr_format = ensure_zarr_parents(parsed)
-    with _atomic_target(zarr_node_dir(parsed)) as temporary:
+    with atomic_path(zarr_node_dir(parsed)) as temporary:
         array = _new_zarr_array(temporary, meta, zarr_format)
         _write_slabs(array, data, meta.chunks[0])
         array.attrs[EVERY_CHUNK_ATTR] = True  # written whole: a missing chunk is damage
@@ -403,7 +389,7 @@ def _write_hdf5(parsed: ParsedUri, data: np.ndarray, meta: VolumeMeta, overwrite
             _refuse_existing(name in h5file, parsed, overwrite)
             if name in h5file and not hasattr(h5file[name], "shape"):
                 raise MaskTwinsError(f"'{parsed}' is an HDF5 group; refusing to replace it")
-    with _atomic_target(path) as temporary:
+    with atomic_path(path) as temporary:
         if path.exists():
             shutil.copy2(path, temporary)
         with open_hdf5_file(temporary, "a") as h5file:
@@ -426,7 +412,7 @@ def _write_tiff(parsed: ParsedUri, data: np.ndarray, meta: VolumeMeta, overwrite
     _refuse_existing(path.exists(), parsed, overwrite)
     voxel_y, voxel_x = meta.voxel_size[-2:]
     calibration = {"voxel_size": list(meta.voxel_size), "offset": list(meta.offset)}
-    with _atomic_target(path) as temporary:
+    with atomic_path(path) as temporary:
         tifffile.imwrite(
             temporary, data, photometric="minisblack", resolution=(1 / voxel_x, 1 / voxel_y),
             resolutionunit=1, metadata={"axes": "".join(axis_names(data.ndim)).upper(), **calibration},
