@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import MaskTwinsError
 from ..io.atomic import fsync_path
-from ..io.backends import open_zarr_array, parse_uri, update_ome_multiscales
+from ..io.backends import ParsedUri, open_zarr_array, parse_uri, update_ome_multiscales
 from .records import ARRAY, STAGING_SUFFIX
 
 DEFAULT_DATASET = "probabilities"
@@ -48,24 +48,27 @@ class OutputTarget:
         """Whether the final array is already there."""
         return (self.container / self.dataset).exists()
 
+    @property
+    def location(self) -> ParsedUri:
+        """The final array as a parsed zarr URI."""
+        return ParsedUri("zarr", self.container, self.dataset)
+
     @classmethod
-    def prepare(cls, output_uri: str, input_uri: str, channels: int = 0) -> OutputTarget:
-        """Check the output URI before any work: zarr, and not the input. ``channels``: see
-        the ``channels`` field.
+    def prepare(cls, output: ParsedUri, source: ParsedUri, channels: int = 0) -> OutputTarget:
+        """Check the (parsed) output URI before any work: zarr, and not the ``source`` input.
+        ``channels``: see the ``channels`` field.
 
         The staging folder is a fixed sibling of the container, named after container and
         dataset (``.pred.zarr.probabilities.partial``), so a rerun of the same command finds it.
         """
-        parsed = parse_uri(output_uri)
-        if parsed.kind != "zarr":
-            raise MaskTwinsError(f"output {output_uri}: infer writes zarr; name a .zarr container, "
+        if output.kind != "zarr":
+            raise MaskTwinsError(f"output {output}: infer writes zarr; name a .zarr container, "
                                  "e.g. pred.zarr/probabilities")
-        dataset = parsed.dataset or DEFAULT_DATASET
-        name = f".{parsed.container.name}.{dataset.replace('/', '.')}{STAGING_SUFFIX}"
-        target = cls(parsed.container, dataset, parsed.container.parent / name, int(channels))
-        source = parse_uri(input_uri)
+        dataset = output.dataset or DEFAULT_DATASET
+        name = f".{output.container.name}.{dataset.replace('/', '.')}{STAGING_SUFFIX}"
+        target = cls(output.container, dataset, output.container.parent / name, int(channels))
         if source.container.resolve() == target.container.resolve() and source.dataset == dataset:
-            raise MaskTwinsError(f"output {output_uri} is the input volume; inputs are never modified")
+            raise MaskTwinsError(f"output {output} is the input volume; inputs are never modified")
         return target
 
     def refuse_existing(self) -> None:
@@ -76,7 +79,7 @@ class OutputTarget:
     def made_from(self, fingerprint: str) -> bool:
         """Whether the existing output was committed from work with this manifest fingerprint."""
         try:
-            attrs = open_zarr_array(parse_uri(self.uri)).attrs.asdict()
+            attrs = open_zarr_array(self.location).attrs.asdict()
         except (MaskTwinsError, OSError, ValueError):
             return False
         provenance = attrs.get("masktwins")
@@ -104,10 +107,10 @@ class OutputTarget:
         """
         from ..io.volumes import create_volume
 
-        uri = f"{folder}/{self.dataset}"
+        staged = ParsedUri("zarr", folder, self.dataset)
         shape, chunks = self.layout(volume, chunks_zyx)
-        create_volume(uri, shape, np.float32, chunks, volume.voxel_size, volume.offset)
-        open_zarr_array(parse_uri(uri), writable=True).attrs.update({"masktwins": provenance})
+        create_volume(staged, shape, np.float32, chunks, volume.voxel_size, volume.offset)
+        open_zarr_array(staged, writable=True).attrs.update({"masktwins": provenance})
 
     @staticmethod
     def stored_chunks(volume, chunks_zyx: Sequence[int]) -> tuple[int, ...]:
@@ -134,7 +137,7 @@ class OutputTarget:
         from ..io.volumes import axis_names, open_volume
 
         written = open_volume(self.uri)
-        update_ome_multiscales(parse_uri(self.uri), axis_names(written.ndim), written.voxel_size,
+        update_ome_multiscales(self.location, axis_names(written.ndim), written.voxel_size,
                                written.offset)
 
 

@@ -27,6 +27,7 @@ from ..config.recipe import apply_overrides, recipe_from_dict, recipe_to_dict
 from ..config.schema import Recipe
 from ..data.normalization import intensity_stats, strided_sample
 from ..errors import MaskTwinsError
+from ..io.backends import ParsedUri, parse_uri
 from ..io.checkpoints import load_checkpoint
 from ..runtime.device import resolve_device
 from ..runtime.networks import build_from_recipe, load_weights
@@ -143,33 +144,25 @@ def plan_for(recipe: Recipe, shape: Sequence[int]) -> BlockPlan:
                             recipe.model.spatial_dims, recipe.infer.block_size)
 
 
-def run_manifest(checkpoint: str | Path, weights: str, recipe: Recipe, volume, output_uri: str,
-                 stats, plan: BlockPlan, mask: RoiMask | None = None) -> dict:
+def run_manifest(checkpoint: str | Path, weights: str, recipe: Recipe, volume,
+                 output: ParsedUri, stats, plan: BlockPlan, mask: RoiMask | None = None) -> dict:
     """What a run computes, compared between reruns and shards (see :mod:`.records`): the input
     (absolute URI, shape, dtype, calibration, intensity statistics), the checkpoint's content,
     the weights, the [infer] settings and autocast, the output, the block plan and the mask."""
     work = {
-        "input": {"uri": _absolute_uri(volume.uri), "shape": volume.shape, "dtype": str(volume.dtype),
+        "input": {"uri": str(volume.location.absolute()), "shape": volume.shape, "dtype": str(volume.dtype),
                   "voxel_size": volume.voxel_size, "offset": volume.offset,
                   "normalization": {"shift": stats.shift, "scale": stats.scale}},
         "checkpoint": {"sha256": file_sha256(checkpoint)},
         "weights": weights,
         "infer": recipe_to_dict(recipe)["infer"],
         "amp": recipe.train.amp,
-        "output": {"uri": _absolute_uri(output_uri), "dtype": "float32",
+        "output": {"uri": str(output.absolute()), "dtype": "float32",
                    **({"channels": output_channels(recipe)} if output_channels(recipe) else {})},
         "plan": plan.as_dict(),
-        "mask": None if mask is None else {**mask.describe(), "uri": _absolute_uri(mask.uri)},
+        "mask": None if mask is None else mask.describe(),
     }
     return make_manifest(work, {"checkpoint": str(Path(checkpoint).resolve()), "created": time.time()})
-
-
-def _absolute_uri(uri: str) -> str:
-    """A volume URI with an absolute container path."""
-    from ..io.backends import ParsedUri, parse_uri
-
-    parsed = parse_uri(uri)
-    return str(ParsedUri(parsed.kind, parsed.container.resolve(), parsed.dataset))
 
 
 @dataclass(frozen=True)
@@ -205,15 +198,17 @@ class InferSetup:
         from ..io.volumes import open_volume
 
         model, recipe, step = load_inference_checkpoint(checkpoint, overrides, weights)
-        volume = open_volume(input_uri, ndim=(2, 3))
+        source, destination = parse_uri(input_uri), parse_uri(output_uri)
+        volume = open_volume(source, ndim=(2, 3))
         if recipe.model.spatial_dims == 3 and len(volume.shape) == 2:
             raise MaskTwinsError(f"{input_uri}: a 2-D image, but checkpoint {checkpoint} holds a "
                                  "3-D model; give a (z, y, x) volume")
-        target = OutputTarget.prepare(output_uri, input_uri, output_channels(recipe))
+        target = OutputTarget.prepare(destination, source, output_channels(recipe))
         stats = intensity_stats(strided_sample(volume), recipe.data.normalization, str(input_uri))
         plan = plan_for(recipe, volume.shape)
         mask = RoiMask.open(recipe.infer.mask, volume.shape) if recipe.infer.mask else None
-        manifest = run_manifest(checkpoint, weights, recipe, volume, target.uri, stats, plan, mask)
+        manifest = run_manifest(checkpoint, weights, recipe, volume, target.location, stats, plan,
+                                mask)
         return cls(str(checkpoint), str(input_uri), weights, model, recipe, volume, target, stats,
                    plan, manifest, mask, step)
 

@@ -60,5 +60,5 @@ class RoiMask:
         return data[local] != 0
 
     def describe(self) -> dict:
-        """For the run manifest."""
-        return {"uri": self.uri, "shape": self.mask_shape}
+        """For the run manifest: the mask's absolute URI and its (z, y, x) shape."""
+        return {"uri": str(self.view.volume.location.absolute()), "shape": self.mask_shape}

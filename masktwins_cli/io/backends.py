@@ -55,6 +55,10 @@ class ParsedUri:
             return f"{self.container}:/{self.dataset}"
         return f"{self.container}/{self.dataset}" if self.dataset else str(self.container)
 
+    def absolute(self) -> ParsedUri:
+        """The same dataset with an absolute, symlink-free container path."""
+        return ParsedUri(self.kind, self.container.resolve(), self.dataset)
+
 
 def one_line(exc: BaseException) -> str:
     """The exception's message squeezed onto one line (its type name when it has none)."""

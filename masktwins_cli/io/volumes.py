@@ -200,6 +200,7 @@ class Volume:
         self._parsed, self.meta, self._handle, self._pid = parsed, meta, handle, os.getpid()
 
     uri = property(lambda self: str(self._parsed), doc="Canonical URI of the dataset.")
+    location = property(lambda self: self._parsed, doc="The parsed URI (format, container, dataset).")
     shape = property(lambda self: self.meta.shape, doc="Voxels per axis.")
     dtype = property(lambda self: self.meta.dtype)
     ndim = property(lambda self: self.meta.ndim)
