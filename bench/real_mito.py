@@ -90,9 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def prepare_data(data: Path, out: Path) -> Path:
     """Canonical zarr volumes under ``out`` (the recipe's data.root): vnc3.zarr, cdeep3m/."""
     prepare_preset("vnc3", data / "vnc3", out / "vnc3.zarr",
-                   resample_to=f"50,{PIXEL_NM},{PIXEL_NM}")
+                   resample_to=(50, PIXEL_NM, PIXEL_NM))
     prepare_preset("cdeep3m", data / "cdeep3m", out / "cdeep3m",
-                   voxel_size=f"50,{PIXEL_NM},{PIXEL_NM}")
+                   voxel_size=(50, PIXEL_NM, PIXEL_NM))
     return out
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from masktwins_cli.cli_options import zyx_counts
 from masktwins_cli.config.recipe import load_recipe
 from masktwins_cli.experiments.bench_runs import (
     add_table_arguments,
@@ -44,7 +45,6 @@ from masktwins_cli.experiments.comparison import (
     train_and_score,
 )
 from masktwins_cli.io.atomic import write_text_atomic
-from masktwins_cli.prepare.synthetic import parse_shape
 from masktwins_cli.prepare.synthetic_synapses import write_synapse_pair
 from masktwins_cli.synapse.detect_run import detect_to_file
 from masktwins_cli.synapse.detection import DetectionSettings
@@ -77,7 +77,8 @@ SCALES = {
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_table_arguments(parser, SCALES, REPO / "runs" / "synthetic_synapse")
-    parser.add_argument("--test-shape", type=parse_shape, default=TEST_SHAPE, metavar="Z,Y,X",
+    parser.add_argument("--test-shape", type=lambda text: zyx_counts(text, "--test-shape"),
+                        default=TEST_SHAPE, metavar="Z,Y,X",
                         help="size of the target test volume (default %(default)s: about 30 pre "
                         "points, so that F1 is not coarse)")
     return parser.parse_args(argv)

@@ -7,12 +7,12 @@ exit code 2; no traceback.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import typer
 
+from . import cli_options as parse
 from .cli_prepare import prepare_app
 from .cli_support import refuse_existing_outputs, user_errors
 from .errors import MaskTwinsError
@@ -39,8 +39,7 @@ def train(
     """
     from .config.recipe import load_recipe
 
-    overrides = list(set_) + ([f"train.output_dir={json.dumps(str(output_dir))}"] if output_dir else [])
-    resolved = load_recipe(recipe, overrides)  # before the heavy imports: bad recipes fail fast
+    resolved = load_recipe(recipe, list(set_), output_dir)  # before the heavy imports: bad recipes fail fast
     from .terminal import TrainProgress
     from .training.distributed import is_main_process
     from .training.run import train as run_training
@@ -118,8 +117,6 @@ def infer(
       masktwins infer last.pt raw.zarr/raw -o pred.zarr/probabilities \\
           --workers 4 --worker-command 'srun -N1 -n1 --exact {cmd}'
     """
-    set_ = [*set_, *([f"infer.mask={json.dumps(mask)}"] if mask else []),
-            *(["infer.tta=true"] if tta else [])]
     if workers is None and (worker_command is not None or host is not None):
         raise MaskTwinsError("--worker-command and --host need --workers N")
     if workers is not None:
@@ -131,15 +128,14 @@ def infer(
         result = infer_with_daisy(checkpoint, input_volume, output, workers,
                                   overrides=list(set_), weights=weights, device=device,
                                   overwrite=overwrite, restart=restart,
-                                  worker_command=worker_command, host=host)
+                                  worker_command=worker_command, host=host, mask=mask, tta=tta)
         typer.echo(_infer_summary(result))
         return
     from .inference.predict import infer_volume
-    from .inference.records import parse_shard
 
     result = infer_volume(checkpoint, input_volume, output, overrides=list(set_), weights=weights,
-                          device=device, overwrite=overwrite, shard=parse_shard(shard),
-                          restart=restart)
+                          device=device, overwrite=overwrite, shard=parse.shard(shard),
+                          restart=restart, mask=mask, tta=tta)
     typer.echo(_infer_summary(result))
 
 
@@ -229,15 +225,15 @@ def detect(
     Runs block by block (components crossing block borders are merged exactly). Points are in
     local voxel coordinates (z, y, x) of the volume, as the WASP-SYN challenge expects.
     """
-    from .synapse.detect_run import detect_to_file, parse_numbers
+    from .synapse.detect_run import detect_to_file
     from .synapse.detection import DetectionSettings
 
     settings = DetectionSettings(
         pre_threshold, post_threshold, min_size if pre_min_size is None else pre_min_size,
         min_size if post_min_size is None else post_min_size, max_link_distance)
     run = detect_to_file(probabilities, output, settings, pre, post,
-                         parse_numbers(block_shape, "--block-shape", True),
-                         parse_numbers(offset, "--offset", False), overwrite)
+                         parse.zyx_counts(block_shape, "--block-shape", "64,128,128"),
+                         parse.zyx_offset(offset, "--offset"), overwrite)
     typer.echo(run.summary())
 
 
@@ -273,18 +269,14 @@ def evaluate(
     table whose name holds a crop offset (syns_zyx_<z0>-<z1>_...) is shifted by it, as the
     challenge does for its ground truth; other tables hold local voxel coordinates.
     """
-    from .io.atomic import write_text_atomic
-
     refuse_existing_outputs(json_out, overlay, overwrite)
     if task == "synapse":
         from .evaluation.synapse_run import evaluate_synapses
         from .terminal import print_synapse_scores
 
-        pairs = [(prediction, ground_truth)] + [_split_pair(text) for text in pair]
-        result = evaluate_synapses(pairs, pre_radius, post_radius, overlay, raw)
-        print_synapse_scores(result)
-        if json_out is not None:
-            write_text_atomic(json_out, json.dumps(result.as_dict(), indent=2, allow_nan=False) + "\n")
+        pairs = [(prediction, ground_truth)] + [parse.file_pair(text) for text in pair]
+        print_synapse_scores(evaluate_synapses(pairs, pre_radius, post_radius, overlay, raw,
+                                               json_out))
         return
     if task not in ("mito", "segmentation"):
         raise MaskTwinsError(f"--task {task!r}: expected mito (segmentation) or synapse")
@@ -295,18 +287,8 @@ def evaluate(
 
     if mode not in ("per_slice", "volume"):
         raise MaskTwinsError(f"--mode {mode!r}: expected per_slice or volume")
-    result = run_evaluation(prediction, ground_truth, threshold, mode, overlay, raw)
-    print_scores(result)
-    if json_out is not None:
-        write_text_atomic(json_out, json.dumps(result.as_dict(), indent=2, allow_nan=False) + "\n")
-
-
-def _split_pair(text: str) -> tuple[str, str]:
-    """``--pair pred.csv,truth.h5`` -> (prediction, truth)."""
-    parts = text.split(",")
-    if len(parts) != 2 or not all(p.strip() for p in parts):
-        raise MaskTwinsError(f"--pair {text!r}: expected PRED,TRUTH (two point tables)")
-    return parts[0].strip(), parts[1].strip()
+    print_scores(run_evaluation(prediction, ground_truth, threshold, mode, overlay, raw,
+                                json_out=json_out))
 
 
 @app.command()

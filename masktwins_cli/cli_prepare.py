@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from . import cli_options as parse
 from .cli_support import user_errors
 
 prepare_app = typer.Typer(no_args_is_help=True, help="Write datasets as chunked zarr volumes.")
@@ -37,11 +38,11 @@ def prepare_synthetic_cmd(
     OUT_DIR/{source,target_train,target_test}_points.csv (--task synapse)
     OUT_DIR/dataset.json                                 seed, shapes, voxel sizes, styles
     """
-    from .prepare.synthetic import parse_shape, prepare_synthetic
+    from .prepare.synthetic import prepare_synthetic
 
     result = prepare_synthetic(out_dir, task=task, dims=dims, seed=seed, overwrite=overwrite,
-                               shape=parse_shape(shape) if shape else None,
-                               test_shape=parse_shape(test_shape, "--test-shape") if test_shape else None)
+                               shape=parse.zyx_counts(shape, "--shape"),
+                               test_shape=parse.zyx_counts(test_shape, "--test-shape"))
     for name, shape in result.shapes.items():
         if result.points is not None:
             counts = result.points[name]
@@ -56,6 +57,12 @@ VOXEL_HELP = "Voxel size Z,Y,X in nm (overrides the file metadata or the preset'
 RESAMPLE_HELP = ("Resample to this voxel size Z,Y,X (nm): raw linearly, labels by nearest neighbour; "
                  "voxels per axis = round(n * source / target).")
 OVERWRITE_HELP = "Replace existing output zarr(s)."
+
+
+def _calibration(voxel_size: str | None, resample_to: str | None) -> tuple:
+    """(--voxel-size, --resample-to) as (z, y, x) nm tuples or None."""
+    return (parse.zyx_nanometres(voxel_size, "--voxel-size"),
+            parse.zyx_nanometres(resample_to, "--resample-to"))
 
 
 def _echo_prepared(result) -> None:
@@ -88,8 +95,9 @@ def prepare_stack_cmd(
     """
     from .prepare.real import prepare_stack
 
-    _echo_prepared(prepare_stack(out, images, labels, label_value, label_map, voxel_size,
-                                 resample_to, overwrite))
+    _echo_prepared(prepare_stack(out, images, labels, label_value, parse.label_map(label_map),
+                                 parse.zyx_nanometres(voxel_size, "--voxel-size"),
+                                 parse.zyx_nanometres(resample_to, "--resample-to"), overwrite))
 
 
 @prepare_app.command("vnc3")
@@ -111,7 +119,8 @@ def prepare_vnc3_cmd(
     """
     from .prepare.real import prepare_preset
 
-    _echo_prepared(prepare_preset("vnc3", root, out, voxel_size, resample_to, overwrite, stack=stack))
+    _echo_prepared(prepare_preset("vnc3", root, out, *_calibration(voxel_size, resample_to),
+                                  overwrite, stack=stack))
 
 
 @prepare_app.command("cdeep3m")
@@ -135,7 +144,8 @@ def prepare_cdeep3m_cmd(
     """
     from .prepare.real import prepare_preset
 
-    _echo_prepared(prepare_preset("cdeep3m", root, out_dir, voxel_size, resample_to, overwrite))
+    _echo_prepared(prepare_preset("cdeep3m", root, out_dir, *_calibration(voxel_size, resample_to),
+                                  overwrite))
 
 
 @prepare_app.command("lucchi")
@@ -158,7 +168,8 @@ def prepare_lucchi_cmd(
     """
     from .prepare.real import prepare_preset
 
-    _echo_prepared(prepare_preset("lucchi", root, out_dir, voxel_size, resample_to, overwrite))
+    _echo_prepared(prepare_preset("lucchi", root, out_dir, *_calibration(voxel_size, resample_to),
+                                  overwrite))
 
 
 @prepare_app.command("mitoem")
@@ -184,8 +195,8 @@ def prepare_mitoem_cmd(
     """
     from .prepare.real import prepare_preset
 
-    _echo_prepared(prepare_preset("mitoem", root, out_dir, voxel_size, resample_to, overwrite,
-                                  tissue=tissue))
+    _echo_prepared(prepare_preset("mitoem", root, out_dir, *_calibration(voxel_size, resample_to),
+                                  overwrite, tissue=tissue))
 
 
 @prepare_app.command("waspsyn")
@@ -218,11 +229,10 @@ def prepare_waspsyn_cmd(
       masktwins prepare waspsyn wasp/train_sample3_vol0 data/waspsyn --as source
       masktwins prepare waspsyn wasp/test_sample1_vol0 data/waspsyn --as target --unlabeled
     """
-    from .prepare.real import parse_triple
     from .prepare.waspsyn import prepare_waspsyn
 
     result = prepare_waspsyn(root, out_dir, list(volume), as_name, unlabeled,
-                             parse_triple(voxel_size, "--voxel-size"), overwrite)
+                             parse.zyx_nanometres(voxel_size, "--voxel-size"), overwrite)
     for line in result.lines():
         typer.echo(line)
     typer.echo(f"prepared {len(result.volumes)} WASP-SYN volume(s) in {result.out_dir}")

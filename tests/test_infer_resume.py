@@ -26,7 +26,6 @@ from masktwins_cli.inference.records import (
     Staging,
     make_manifest,
     open_staging,
-    parse_shard,
     shard_indices,
 )
 from masktwins_cli.io.checkpoints import load_checkpoint, save_checkpoint
@@ -229,12 +228,11 @@ def test_bad_shard_is_a_one_line_error(checkpoint, small, tmp_path, text):
 
 
 def test_shards_split_the_blocks_round_robin():
-    assert parse_shard(" 2 / 3 ") == (2, 3) and parse_shard(None) is None
     parts = [list(shard_indices(10, (i, 3))) for i in (1, 2, 3)]
     assert parts == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
     assert list(shard_indices(2, (3, 3))) == [] and list(shard_indices(4, None)) == [0, 1, 2, 3]
     with pytest.raises(MaskTwinsError, match="1-based"):
-        parse_shard("4/3")
+        shard_indices(10, (4, 3))
 
 
 def test_blocks_are_whole_chunks():

@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "masktwins_cli"
 VERBS = {"training", "inference", "evaluation", "prepare"}
-TOP = {"cli", "cli_prepare", "cli_support", "experiments", "terminal"}
+TOP = {"cli", "cli_options", "cli_prepare", "cli_support", "experiments", "terminal"}
 LOWER = {"errors", "models", "method", "config", "io", "data", "synapse", "synthetic", "scoring",
          "runtime", "recipes"}
 

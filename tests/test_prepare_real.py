@@ -96,7 +96,7 @@ def test_tiff_slices_glob_and_voxel_size_option(tmp_path):
     save_slices(tmp_path / "raw", raw[:1] * 0, names=["ignored"], suffix=".png")  # not matched
     save_slices(tmp_path / "lab", classes(values=(0, 191, 223)))
     prepare_stack(tmp_path / "o.zarr", f"{tmp_path}/raw/*.tif", tmp_path / "lab",
-                  label_map="191:1,223:2", voxel_size="50,4.6,4.6")
+                  label_map=((191, 1), (223, 2)), voxel_size=(50, 4.6, 4.6))
     np.testing.assert_array_equal(read(tmp_path / "o.zarr/raw"), raw)
     np.testing.assert_array_equal(read(tmp_path / "o.zarr/labels"), classes())
     assert voxel(tmp_path / "o.zarr/labels") == (50.0, 4.6, 4.6)
@@ -140,7 +140,7 @@ def test_hdf5_and_zarr_sources(tmp_path):
     write_volume(tmp_path / "src.zarr/raw", raw, (20.0, 6.0, 6.0))
     write_volume(tmp_path / "src.zarr/seg", labels.astype(np.int32) * 100, (20.0, 6.0, 6.0))
     prepare_stack(tmp_path / "z.zarr", tmp_path / "src.zarr/raw", tmp_path / "src.zarr/seg",
-                  label_map="100:1,200:1")
+                  label_map=((100, 1), (200, 1)))
     np.testing.assert_array_equal(read(tmp_path / "z.zarr/raw"), raw)
     np.testing.assert_array_equal(read(tmp_path / "z.zarr/labels"), labels > 0)
     assert voxel(tmp_path / "z.zarr/labels") == (20.0, 6.0, 6.0)
@@ -159,7 +159,7 @@ def test_resampling_shapes_and_nearest_labels(tmp_path):
     write_volume(tmp_path / "src.zarr/raw", raw, (40.0, 4.0, 4.0))
     write_volume(tmp_path / "src.zarr/labels", labels, (40.0, 4.0, 4.0))
     result = prepare_stack(tmp_path / "o.zarr", tmp_path / "src.zarr/raw", tmp_path / "src.zarr/labels",
-                           label_map="3:1,7:2", resample_to="20,8,5")
+                           label_map=((3, 1), (7, 2)), resample_to=(20, 8, 5))
     expected = resampled_shape((4, 12, 10), (40, 4, 4), (20, 8, 5))
     assert expected == (8, 6, 8) and result.stacks[0].shape == expected
     out_raw, out_labels = read(tmp_path / "o.zarr/raw"), read(tmp_path / "o.zarr/labels")
@@ -223,10 +223,9 @@ def test_errors_labels_and_options(tmp_path):
     _error(tmp_path, "0, 191, 223", "--label-value", "--label-map", "lab/s0.png",
            images=tmp_path / "raw", labels=tmp_path / "lab")
     _error(tmp_path, "not both", images=tmp_path / "raw", labels=tmp_path / "lab", label_value=1,
-           label_map="1:1")
-    _error(tmp_path, "VALUE:CLASS", images=tmp_path / "raw", labels=tmp_path / "lab", label_map="191=1")
-    _error(tmp_path, "--voxel-size", images=tmp_path / "raw", voxel_size="50,4")
-    _error(tmp_path, "--resample-to", "--voxel-size", images=tmp_path / "raw", resample_to="1,2,2")
+           label_map=((1, 1),))
+    _error(tmp_path, "--voxel-size", images=tmp_path / "raw", voxel_size=(50, 4))
+    _error(tmp_path, "--resample-to", "--voxel-size", images=tmp_path / "raw", resample_to=(1, 2, 2))
 
 
 def test_existing_output_and_overwrite(tmp_path):
@@ -235,7 +234,7 @@ def test_existing_output_and_overwrite(tmp_path):
     prepare_stack(tmp_path / "out.zarr", tmp_path / "raw", tmp_path / "lab")
     _error(tmp_path, "out.zarr", "--overwrite", images=tmp_path / "raw")
     # overwrite with raw only: the old labels must not survive next to the new raw
-    prepare_stack(tmp_path / "out.zarr", tmp_path / "raw", overwrite=True, voxel_size="1,2,2")
+    prepare_stack(tmp_path / "out.zarr", tmp_path / "raw", overwrite=True, voxel_size=(1, 2, 2))
     assert not (tmp_path / "out.zarr" / "labels").exists()
     assert voxel(tmp_path / "out.zarr/raw") == (1.0, 2.0, 2.0)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -303,7 +302,7 @@ def _cdeep3m_tree(root: Path) -> None:
 def test_preset_cdeep3m(tmp_path):
     root, out = tmp_path / "cdeep3m", tmp_path / "out"
     _cdeep3m_tree(root)
-    result = prepare_preset("cdeep3m", root, out, voxel_size="30,10,10")
+    result = prepare_preset("cdeep3m", root, out, voxel_size=(30, 10, 10))
     assert [s.out.name for s in result.stacks] == ["training.zarr", "validation.zarr", "testset.zarr"]
     np.testing.assert_array_equal(read(out / "training.zarr/raw"), coords())
     np.testing.assert_array_equal(read(out / "validation.zarr/labels"), classes((2, 12, 10), (0, 1)))

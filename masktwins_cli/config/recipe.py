@@ -277,8 +277,10 @@ def apply_overrides(values: Mapping[str, Any], overrides: list[str]) -> dict[str
     return merged
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a TOML recipe, apply overrides, validate. Errors name the file or the key."""
+def load_recipe(path: str | Path, overrides: list[str] | None = None,
+                output_dir: str | Path | None = None) -> Recipe:
+    """Read a TOML recipe, apply overrides (``--set`` strings, then ``output_dir``, which
+    replaces ``train.output_dir``), validate. Errors name the file or the key."""
     path = Path(path)
     if not path.is_file():
         raise MaskTwinsError(f"recipe not found: {path}")
@@ -287,7 +289,12 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise MaskTwinsError(f"recipe {path} is not valid TOML: {err}") from None
     try:
-        return recipe_from_dict(apply_overrides(values, overrides or []))
+        values = apply_overrides(values, overrides or [])
+        if output_dir is not None:
+            train = values.setdefault("train", {})
+            if isinstance(train, dict):
+                train["output_dir"] = str(output_dir)
+        return recipe_from_dict(values)
     except MaskTwinsError as err:
         raise MaskTwinsError(f"{path}: {err}") from None
 

@@ -12,6 +12,7 @@ from ..errors import MaskTwinsError
 from ..io.volumes import open_volume
 from ..scoring.metrics import SegmentationScores, score_slices, score_volume
 from .overlays import write_overlays
+from .scores_file import write_scores_json
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,12 @@ def _slices(prob_volume, truth_volume, truth_uri: str, foreground_class: int):
 
 def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: str = "per_slice",
              overlay_dir: str | Path | None = None, raw: str | None = None,
-             foreground_class: int = 1) -> EvaluationResult:
+             foreground_class: int = 1, json_out: str | Path | None = None) -> EvaluationResult:
     """Per-slice (streamed, one slice in memory) or whole-volume IoU, F1, MCC and AP.
 
     ``prediction``: foreground probabilities in [0, 1], (z, y, x) or (y, x).
     ``ground_truth``: class labels of the same shape; ``foreground_class`` is the positive class.
+    ``json_out``: also write the result there (see :func:`.scores_file.write_scores_json`).
     """
     prob = open_volume(prediction, ndim=(2, 3))
     truth = open_volume(ground_truth, ndim=(2, 3))
@@ -83,7 +85,10 @@ def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: s
                                  f"{tuple(prob.shape)}")
         overlays = write_overlays(_ZyxView(image), _ZyxView(prob), _ForegroundView(truth, foreground_class),
                                   Path(overlay_dir), threshold)
-    return EvaluationResult(prediction, ground_truth, scores, overlays)
+    result = EvaluationResult(prediction, ground_truth, scores, overlays)
+    if json_out is not None:
+        write_scores_json(json_out, result.as_dict())
+    return result
 
 
 class _ZyxView:

@@ -117,8 +117,10 @@ def classify_detections(pred: SynapsePoints, truth: SynapsePoints, pre_radius: f
 
 def evaluate_synapses(pairs: list[tuple[str, str]], pre_radius: float = PRE_RADIUS,
                       post_radius: float = POST_RADIUS, overlay_dir: str | Path | None = None,
-                      raw: str | None = None) -> SynapseEvaluation:
-    """Score every (prediction, truth) pair; PNG overlays of the single pair on ``raw``."""
+                      raw: str | None = None,
+                      json_out: str | Path | None = None) -> SynapseEvaluation:
+    """Score every (prediction, truth) pair; PNG overlays of the single pair on ``raw``;
+    ``json_out``: also write the result there as JSON."""
     if not pairs:
         raise MaskTwinsError("no point tables to score: give PRED_POINTS TRUTH_POINTS")
     if overlay_dir is not None and raw is None:
@@ -144,5 +146,10 @@ def evaluate_synapses(pairs: list[tuple[str, str]], pre_radius: float = PRE_RADI
 
         classes = classify_detections(*tables[0], pre_radius, post_radius)
         overlays = tuple(write_synapse_overlays(image, classes, Path(overlay_dir)))
-    return SynapseEvaluation(tuple(volumes), average_scores([v.scores for v in volumes]), overlays)
+    result = SynapseEvaluation(tuple(volumes), average_scores([v.scores for v in volumes]), overlays)
+    if json_out is not None:
+        from .scores_file import write_scores_json
+
+        write_scores_json(json_out, result.as_dict())
+    return result
 

@@ -122,7 +122,7 @@ def infer_with_daisy(checkpoint: str | Path, input_uri: str, output_uri: str, wo
                      overrides: Sequence[str] = (), weights: str = "student",
                      device: str = "auto", overwrite: bool = False, restart: bool = False,
                      worker_command: str | None = None, host: str | None = None,
-                     threads: int | None = None):
+                     threads: int | None = None, mask: str | None = None, tta: bool = False):
     """Predict ``input_uri`` into ``output_uri`` with ``workers`` daisy workers; an InferResult.
 
     Same output, records and resume behaviour as :func:`~.predict.infer_volume` (blocks already
@@ -131,13 +131,15 @@ def infer_with_daisy(checkpoint: str | Path, input_uri: str, output_uri: str, wo
     None starts the workers as local processes. ``host``: the address workers connect to
     (default: 127.0.0.1 for local workers, daisy's detected address of this machine, or
     ``DAISY_HOST``, with a template). ``threads``: torch threads per worker (default: see
-    :func:`worker_threads` locally; the worker's own cores with a template).
+    :func:`worker_threads` locally; the worker's own cores with a template). ``mask``, ``tta``:
+    see :func:`~.predict.infer_overrides`.
     """
-    from .predict import InferResult, InferSetup, discard_if_empty, finish
+    from .predict import InferResult, InferSetup, discard_if_empty, finish, infer_overrides
 
     started = time.perf_counter()
     check_options(workers, worker_command)
     require_daisy()
+    overrides = infer_overrides(overrides, mask, tta)
     setup = InferSetup.prepare(checkpoint, input_uri, output_uri, overrides, weights)
     plan, target = setup.plan, setup.target
     result = InferResult(target.uri, tuple(setup.volume.shape), plan.count, 0.0,

@@ -14,6 +14,7 @@ written, so an interrupted run never leaves an output that looks complete. An RO
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -69,6 +70,15 @@ class InferResult:
     shard: tuple[int, int] | None = None
     channels: int = 0
     unfinished: str = ""  # the checkpoint's progress when its run had not finished
+
+
+def infer_overrides(overrides: Sequence[str] = (), mask: str | None = None,
+                    tta: bool = False) -> tuple[str, ...]:
+    """The ``--set`` overrides with the shortcuts ``--mask URI`` (``infer.mask``) and ``--tta``
+    (``infer.tta = true``) appended, as every process of a run (and its daisy workers) applies
+    them to the checkpoint's recipe."""
+    return (*overrides, *([f"infer.mask={json.dumps(str(mask))}"] if mask else []),
+            *(["infer.tta=true"] if tta else []))
 
 
 def load_for_inference(checkpoint: str | Path, overrides: Sequence[str] = (),
@@ -240,17 +250,19 @@ class InferSetup:
 def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
                  overrides: Sequence[str] = (), weights: str = "student", device: str = "auto",
                  overwrite: bool = False, shard: tuple[int, int] | None = None,
-                 restart: bool = False) -> InferResult:
+                 restart: bool = False, mask: str | None = None, tta: bool = False) -> InferResult:
     """Predict the foreground probability of ``input_uri`` into ``output_uri`` (zarr); a synapse
     checkpoint writes both sigmoid channels, (2, z, y, x) = (pre, post) (see :mod:`.output`).
 
     Resumes from the blocks a killed or failed run with the same manifest recorded (``restart``
     discards them); ``shard`` = (i, N), 1-based, predicts only every N-th block from the
-    (i-1)-th. Whichever process finds every block done moves the output into place.
+    (i-1)-th. Whichever process finds every block done moves the output into place. ``mask``
+    and ``tta``: see :func:`infer_overrides`.
     """
     started = time.perf_counter()
     torch_device = resolve_device(device, "--device")
-    setup = InferSetup.prepare(checkpoint, input_uri, output_uri, overrides, weights)
+    setup = InferSetup.prepare(checkpoint, input_uri, output_uri,
+                               infer_overrides(overrides, mask, tta), weights)
     if restart and shard is not None:
         raise MaskTwinsError(f"--restart with --shard {shard[0]}/{shard[1]} would discard the "
                              f"blocks of the other shards; delete {setup.target.staging_root} "

@@ -30,7 +30,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import secrets
 import shutil
 from collections.abc import Callable
@@ -45,26 +44,16 @@ DONE = "done"
 ARRAY = "out.zarr"
 FORMAT = "masktwins-infer-staging"
 STAGING_SUFFIX, CLAIM_SUFFIX = ".partial", ".commit"
-_SHARD = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 
 
 # ---------------------------------------------------------------------------------- shards
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"i/N"`` -> (i, N) with 1 <= i <= N (1-based); None -> None (all blocks)."""
-    if text is None:
-        return None
-    match = _SHARD.fullmatch(text)
-    if match is None or not 1 <= int(match.group(1)) <= int(match.group(2)):
-        raise MaskTwinsError(f"--shard {text!r}: expected i/N with 1 <= i <= N (1-based), "
-                             "e.g. --shard 1/4")
-    return int(match.group(1)), int(match.group(2))
-
-
 def shard_indices(total: int, shard: tuple[int, int] | None) -> range:
     """Indices of the blocks (of ``total``) that shard (i, N) predicts: round robin, 1-based i."""
     if shard is None:
         return range(total)
     index, count = shard
+    if not 1 <= index <= count:
+        raise MaskTwinsError(f"shard {index}/{count}: expected i/N with 1 <= i <= N (1-based)")
     return range(index - 1, total, count)
 
 

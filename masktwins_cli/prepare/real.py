@@ -36,7 +36,6 @@ from .presets import StackJob, preset_jobs
 from .stacks import (
     LabelDecoder,
     StackSource,
-    parse_label_map,
     read_stack,
     resample,
     resampled_shape,
@@ -90,26 +89,28 @@ class PreparedReal:
         return lines
 
 
-def parse_triple(text: str | None, option: str) -> tuple[float, float, float] | None:
-    """``"50,4.6,4.6"`` (or ``50x4.6x4.6``) -> (50.0, 4.6, 4.6) nm; three positive numbers."""
-    if text is None:
+Triple = tuple[float, float, float]
+
+
+def check_triple(values: Sequence[float] | None, option: str) -> Triple | None:
+    """Three positive finite nm (z, y, x) as floats; MaskTwinsError naming ``option`` otherwise."""
+    if values is None:
         return None
-    try:
-        values = tuple(float(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(0 < v < float("inf") for v in values):
-        raise MaskTwinsError(f"{option} {text!r}: expected three positive numbers Z,Y,X in nm, "
-                             "e.g. 50,4.6,4.6")
-    return values  # type: ignore[return-value]
+    triple = tuple(float(v) for v in values)
+    if len(triple) != 3 or not all(0 < v < float("inf") for v in triple):
+        raise MaskTwinsError(f"{option} {tuple(values)}: expected three positive numbers "
+                             "(z, y, x) in nm")
+    return triple  # type: ignore[return-value]
 
 
-def make_decoder(label_value: int | None, label_map: str | None) -> LabelDecoder:
-    """The decoder of ``--label-value`` / ``--label-map`` (at most one of them)."""
+def make_decoder(label_value: int | None,
+                 label_map: Sequence[tuple[int, int]] | None) -> LabelDecoder:  # fmt: skip
+    """The decoder of ``--label-value`` / ``--label-map`` (at most one of them); ``label_map``:
+    (stored value, class) pairs."""
     if label_value is not None and label_map is not None:
         raise MaskTwinsError("give either --label-value or --label-map, not both")
     if label_map is not None:
-        return LabelDecoder(mapping=parse_label_map(label_map))
+        return LabelDecoder(mapping=tuple((int(v), int(c)) for v, c in label_map))
     return LabelDecoder(value=label_value) if label_value is not None else LabelDecoder()
 
 
@@ -255,28 +256,29 @@ def run_jobs(name: str, jobs: Sequence[StackJob], overwrite: bool = False) -> Pr
 
 
 def prepare_stack(out: str | Path, images: str | Path, labels: str | Path | None = None,
-                  label_value: int | None = None, label_map: str | None = None,
-                  voxel_size: str | None = None, resample_to: str | None = None,
+                  label_value: int | None = None,
+                  label_map: Sequence[tuple[int, int]] | None = None,
+                  voxel_size: Triple | None = None, resample_to: Triple | None = None,
                   overwrite: bool = False) -> PreparedReal:  # fmt: skip
     """``masktwins prepare stack``: one image stack (and labels) -> ``out`` (a .zarr group).
 
-    ``voxel_size``/``resample_to`` are 'Z,Y,X' in nm; ``label_value``/``label_map`` decode labels
-    (default: they must already be class indices 0..15).
+    ``voxel_size``/``resample_to`` are (z, y, x) in nm; ``label_value`` (value -> 1) or
+    ``label_map`` ((value, class) pairs) decode labels (default: they must already be class
+    indices 0..15).
     """
     decoder = make_decoder(label_value, label_map)
     if labels is None and (label_value is not None or label_map is not None):
         raise MaskTwinsError("--label-value/--label-map need --labels")
-    voxel = parse_triple(voxel_size, "--voxel-size")
-    target = parse_triple(resample_to, "--resample-to")
+    voxel, target = check_triple(voxel_size, "--voxel-size"), check_triple(resample_to, "--resample-to")
     job = StackJob(Path(out), str(images), None if labels is None else str(labels), decoder,
                    voxel, "--voxel-size" if voxel else "", target)  # fmt: skip
     return run_jobs("stack", [job], overwrite)
 
 
-def prepare_preset(name: str, root: str | Path, out: str | Path, voxel_size: str | None = None,
-                   resample_to: str | None = None, overwrite: bool = False,
+def prepare_preset(name: str, root: str | Path, out: str | Path, voxel_size: Triple | None = None,
+                   resample_to: Triple | None = None, overwrite: bool = False,
                    **options: str) -> PreparedReal:  # fmt: skip
-    """``masktwins prepare <preset> DIR OUT``: a published layout (see :mod:`.presets`)."""
-    voxel = parse_triple(voxel_size, "--voxel-size")
-    target = parse_triple(resample_to, "--resample-to")
+    """``masktwins prepare <preset> DIR OUT``: a published layout (see :mod:`.presets`);
+    ``voxel_size``/``resample_to``: (z, y, x) nm."""
+    voxel, target = check_triple(voxel_size, "--voxel-size"), check_triple(resample_to, "--resample-to")
     return run_jobs(name, preset_jobs(name, root, out, voxel, target, **options), overwrite)

@@ -279,25 +279,6 @@ class LabelDecoder:
         return plane.astype(np.uint8)
 
 
-def parse_label_map(text: str) -> tuple[tuple[int, int], ...]:
-    """``"191:1,223:2"`` -> ((191, 1), (223, 2)); classes 0..255, each value listed once."""
-    pairs: list[tuple[int, int]] = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        try:
-            value, cls = (int(v) for v in item.split(":"))
-        except ValueError:
-            raise MaskTwinsError(f"--label-map {text!r}: entry {item!r} is not VALUE:CLASS, "
-                                 "e.g. --label-map '191:1,223:2'") from None
-        if not 0 <= cls <= 255:
-            raise MaskTwinsError(f"--label-map {text!r}: class {cls} is outside 0..255")
-        if value in dict(pairs):
-            raise MaskTwinsError(f"--label-map {text!r}: value {value} is listed twice")
-        pairs.append((value, cls))
-    if not pairs:
-        raise MaskTwinsError(f"--label-map {text!r}: no VALUE:CLASS entries")
-    return tuple(pairs)
-
-
 # ---------------------------------------------------------------------------------- resampling
 def resampled_shape(shape: Sequence[int], source: Sequence[float],
                     target: Sequence[float]) -> tuple[int, ...]:  # fmt: skip

@@ -34,17 +34,6 @@ class PreparedDataset:
     points: dict[str, dict[str, int]] | None = None  # synapse task: pre/post counts per volume
 
 
-def parse_shape(text: str, option: str = "--shape") -> tuple[int, int, int]:
-    """``"8,128,128"`` -> (8, 128, 128); one-line error naming ``option`` otherwise."""
-    try:
-        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise MaskTwinsError(f"{option} {text!r}: expected three positive integers Z,Y,X, e.g. 8,128,128")
-    return shape
-
-
 def prepare_synthetic(out_dir: str | Path, task: str = "mito", dims: int = 2, seed: int = 0,
                       shape: tuple[int, int, int] | None = None,
                       overwrite: bool = False,

@@ -104,18 +104,3 @@ def detect_to_file(probabilities: str | None, output: str | Path, settings: Dete
     output.parent.mkdir(parents=True, exist_ok=True)
     write_points(output, points, offset if offset is not None else (0, 0, 0))
     return DetectionRun(output, points, source, shape, count[0], time.perf_counter() - started)
-
-
-def parse_numbers(text: str | None, option: str, integer: bool) -> tuple | None:
-    """``"1,2,3"`` (or ``1x2x3``) -> three numbers (ints when ``integer``); None stays None."""
-    if text is None:
-        return None
-    kind = int if integer else float
-    try:
-        values = tuple(kind(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or (integer and min(values) < 1):
-        wanted = "three positive integers" if integer else "three numbers"
-        raise MaskTwinsError(f"{option} {text!r}: expected {wanted} Z,Y,X (voxels)")
-    return values
