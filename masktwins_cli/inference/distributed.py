@@ -145,33 +145,36 @@ def infer_with_daisy(checkpoint: str | Path, input_uri: str, output_uri: str, wo
     result = InferResult(target.uri, tuple(setup.volume.shape), plan.count, 0.0,
                          f"{workers} daisy worker(s), device {device}", channels=target.channels,
                          unfinished=setup.unfinished)
-    if setup.up_to_date(overwrite):
-        return replace(result, skipped=plan.count, state="up-to-date",
-                       seconds=time.perf_counter() - started)
     if threads is None and worker_command is None:
         threads = worker_threads(workers)
     spec = WorkerSpec(str(Path(checkpoint).resolve()), setup.manifest["input"]["uri"],
                       setup.manifest["output"]["uri"], tuple(overrides), weights, device, threads,
                       worker_command)
-    staging, created = setup.open_staging(restart)
-    done_before = len(staging.done())
-    try:
-        state = run_scheduler(setup, staging, spec, workers,
-                              host or (None if worker_command else "127.0.0.1"))
-    except BaseException as err:
-        if created:
-            discard_if_empty(staging)
-        if not isinstance(err, WorkersFailed):
-            raise
-        logs = staging.root / LOG_FOLDER
-        where = f"; logs in {logs}" if logs.is_dir() else ""
-        raise MaskTwinsError(f"{err}{where}; rerun the same command to resume") from None
-    predicted = len(staging.done()) - done_before
-    log.info("daisy: %d blocks, %d skipped as recorded by the check function, %d predicted, "
-             "%d worker start(s)", state.total_block_count, state.skipped_count, predicted,
-             state.worker_start_count)
-    result = replace(result, predicted=predicted, skipped=done_before)
-    return replace(finish(staging, target, plan, result), seconds=time.perf_counter() - started)
+    with setup.lock() as lock:  # held for the workers too: they run only while this process does
+        if setup.up_to_date(overwrite):
+            return replace(result, skipped=plan.count, state="up-to-date",
+                           seconds=time.perf_counter() - started)
+        staging, created = setup.open_staging(lock, restart)
+        lock.end_setup()
+        done_before = len(staging.done())
+        try:
+            state = run_scheduler(setup, staging, spec, workers,
+                                  host or (None if worker_command else "127.0.0.1"))
+        except BaseException as err:
+            if created and lock.exclusive():
+                discard_if_empty(staging)
+            if not isinstance(err, WorkersFailed):
+                raise
+            logs = staging.root / LOG_FOLDER
+            where = f"; logs in {logs}" if logs.is_dir() else ""
+            raise MaskTwinsError(f"{err}{where}; rerun the same command to resume") from None
+        predicted = len(staging.done()) - done_before
+        log.info("daisy: %d blocks, %d skipped as recorded by the check function, %d predicted, "
+                 "%d worker start(s)", state.total_block_count, state.skipped_count, predicted,
+                 state.worker_start_count)
+        result = finish(staging, target, plan, replace(result, predicted=predicted,
+                                                       skipped=done_before), lock)
+    return replace(result, seconds=time.perf_counter() - started)
 
 
 def daisy_task(plan, staging_root: Path, worker, workers: int):

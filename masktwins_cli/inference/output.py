@@ -8,6 +8,7 @@ post), chunked (1, cz, cy, cx), with the input's voxel size and offset."""
 
 from __future__ import annotations
 
+import glob
 import itertools
 import os
 import re
@@ -20,8 +21,14 @@ import numpy as np
 
 from ..errors import MaskTwinsError
 from ..io.atomic import fsync_path
-from ..io.backends import ParsedUri, open_zarr_array, parse_uri, update_ome_multiscales
-from .records import ARRAY, STAGING_SUFFIX
+from ..io.backends import (
+    ParsedUri,
+    open_zarr_array,
+    parse_uri,
+    update_ome_multiscales,
+    zarr_node_type,
+)
+from .records import ARRAY, STAGING_SUFFIX, claim_path
 
 DEFAULT_DATASET = "probabilities"
 # zarr's LocalStore writes a chunk to "<chunk>.<uuid4 hex>.partial" and renames it; a process
@@ -119,26 +126,60 @@ class OutputTarget:
 
     def commit(self, claimed: Path) -> None:
         """Move the finished array of a claimed staging folder into place (replacing an old one
-        only now), then delete the folder with its records."""
+        only now), then tidy up (see :meth:`complete_commit`).
+
+        Order: old array aside (``.<name>.old-<pid>``), new array in (one rename), then OME
+        metadata, old array and claim folder deleted. A process killed before the new array is
+        in leaves the claim holding it (the next run commits it again); after, a claim without
+        an array (the next run only tidies up, see :meth:`settle`).
+        """
         staged = claimed / ARRAY
         sweep_temporary_chunks(staged / self.dataset)
+        final = self.container / self.dataset
         if not self.container.exists():
             os.replace(staged, self.container)
-            shutil.rmtree(claimed, ignore_errors=True)
-            return
-        final = self.container / self.dataset
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        if final.exists():
-            os.replace(final, old)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged / self.dataset, final)
-        shutil.rmtree(old, ignore_errors=True)
-        shutil.rmtree(claimed, ignore_errors=True)
-        from ..io.volumes import axis_names, open_volume
+        else:
+            if final.exists():
+                os.replace(final, final.with_name(f".{final.name}.old-{os.getpid()}"))
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged / self.dataset, final)
+        fsync_path(final.parent)
+        self.complete_commit(claimed)
 
-        written = open_volume(self.uri)
-        update_ome_multiscales(self.location, axis_names(written.ndim), written.voxel_size,
-                               written.offset)
+    def complete_commit(self, claimed: Path) -> None:
+        """The steps of a commit after the new array is in place (safe to repeat): its OME
+        metadata, old arrays set aside by (killed) commits and the claim folder deleted."""
+        final = self.container / self.dataset
+        if final.is_dir():
+            from ..io.volumes import axis_names, open_volume
+
+            written = open_volume(self.location)
+            update_ome_multiscales(self.location, axis_names(written.ndim), written.voxel_size,
+                                   written.offset)
+        for old in final.parent.glob(f".{glob.escape(final.name)}.old-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(claimed, ignore_errors=True)
+        fsync_path(claimed.parent)
+
+    def settle(self, staging_root: Path) -> str:
+        """Finish what a process killed while committing this output left, before a new run
+        looks at the output (call only while no other process can be committing it).
+
+        A claim folder that still holds its array goes back to the staging name, so the run
+        commits it again ('recommit'); one whose array is already in place is tidied up
+        ('completed'); '' when there is nothing to do.
+        """
+        claimed = claim_path(staging_root)
+        if not claimed.is_dir():
+            return ""
+        if zarr_node_type(claimed / ARRAY / self.dataset) == "array":
+            if staging_root.exists():
+                raise MaskTwinsError(f"{claimed} and {staging_root} both exist; an interrupted "
+                                     "commit cannot be told apart: pass --restart to discard both")
+            os.rename(claimed, staging_root)
+            return "recommit"
+        self.complete_commit(claimed)
+        return "completed"
 
 
 def chunk_flusher(uri: str) -> Callable[[tuple[slice, ...]], None]:

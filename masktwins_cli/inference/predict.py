@@ -28,15 +28,25 @@ from ..config.recipe import apply_overrides, recipe_from_dict, recipe_to_dict
 from ..config.schema import Recipe
 from ..data.normalization import intensity_stats, strided_sample
 from ..errors import MaskTwinsError
-from ..io.backends import ParsedUri, parse_uri
+from ..io.backends import ParsedUri, parse_uri, zarr_node_type
 from ..io.checkpoints import load_checkpoint
+from ..io.locks import OutputLock
 from ..runtime.device import resolve_device
 from ..runtime.networks import build_from_recipe, load_weights
 from ..runtime.windows import importance_map, predict_box, recipe_window_settings
 from .blocks import BlockPlan, BlockWork, ZyxView
 from .output import OutputTarget, chunk_flusher
 from .pipeline import BlockCounts, Predictor, predict_blocks
-from .records import Staging, file_sha256, fingerprint, make_manifest, open_staging, shard_indices
+from .records import (
+    ARRAY,
+    Staging,
+    file_sha256,
+    fingerprint,
+    lock_path,
+    make_manifest,
+    open_staging,
+    shard_indices,
+)
 from .roi import RoiMask
 
 log = logging.getLogger(__name__)
@@ -232,8 +242,23 @@ class InferSetup:
         self.target.refuse_existing()
         return False
 
-    def open_staging(self, restart: bool = False) -> tuple[Staging, bool]:
-        """The run's staging folder (see :func:`~.records.open_staging`), created if missing."""
+    def lock(self) -> OutputLock:
+        """The output's lock, entered: held for setup (exclusive) and work (shared); a commit
+        left by a killed process is settled first (see :meth:`OutputTarget.settle`)."""
+        lock = OutputLock(lock_path(self.target.staging_root)).enter()
+        try:
+            self.target.settle(self.target.staging_root)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def open_staging(self, lock: OutputLock, restart: bool = False) -> tuple[Staging, bool]:
+        """The run's staging folder (see :func:`~.records.open_staging`), created if missing;
+        ``restart`` (discard it first) only while no other process writes it."""
+        if restart and not lock.alone():
+            raise MaskTwinsError(f"--restart: another infer process is writing "
+                                 f"{self.target.staging_root} now; rerun when it has ended")
         provenance = {"checkpoint": self.checkpoint, "input": self.input_uri,
                       "weights": self.weights, "recipe": recipe_to_dict(self.recipe),
                       "fingerprint": fingerprint(self.manifest)}
@@ -271,20 +296,25 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
     share = shard_indices(plan.count, shard)
     result = InferResult(target.uri, tuple(setup.volume.shape), plan.count, 0.0, device,
                          shard=shard, channels=target.channels, unfinished=setup.unfinished)
-    if setup.up_to_date(overwrite):
-        return replace(result, skipped=len(share), state="up-to-date",
-                       seconds=time.perf_counter() - started)
-    predict = setup.predictor(torch_device)
-    staging, created = setup.open_staging(restart)
-    try:
-        counts = predict_share(predict, plan, setup.volume, staging, target, share, setup.mask)
-    except BaseException:
-        if created:
-            discard_if_empty(staging)
-        raise
-    result = replace(result, predicted=counts.predicted, skipped=counts.skipped,
-                     outside=counts.outside, device=str(torch_device))
-    return replace(finish(staging, target, plan, result), seconds=time.perf_counter() - started)
+    with setup.lock() as lock:
+        if setup.up_to_date(overwrite):
+            return replace(result, skipped=len(share), state="up-to-date",
+                           seconds=time.perf_counter() - started)
+        predict = setup.predictor(torch_device)
+        staging, created = setup.open_staging(lock, restart)
+        if shard is None and not lock.alone():  # help a running process from the other end
+            share = share[::-1]
+        lock.end_setup()
+        try:
+            counts = predict_share(predict, plan, setup.volume, staging, target, share, setup.mask)
+        except BaseException:
+            if created and lock.exclusive():
+                discard_if_empty(staging)
+            raise
+        result = replace(result, predicted=counts.predicted, skipped=counts.skipped,
+                         outside=counts.outside, device=str(torch_device))
+        result = finish(staging, target, plan, result, lock)
+    return replace(result, seconds=time.perf_counter() - started)
 
 
 def staging_sink(plan: BlockPlan, volume, staging: Staging, target: OutputTarget,
@@ -294,6 +324,9 @@ def staging_sink(plan: BlockPlan, volume, staging: Staging, target: OutputTarget
     from ..io.volumes import create_volume
 
     uri = staging.array_uri(target.dataset)
+    if zarr_node_type(staging.root / ARRAY / target.dataset) != "array":
+        raise MaskTwinsError(f"{staging.root}: the staging array {ARRAY}/{target.dataset} is "
+                             "missing, so its recorded blocks cannot be trusted; pass --restart")
     shape, chunks = target.layout(volume, plan.chunks)
     writer = create_volume(uri, shape, np.float32, chunks, volume.voxel_size,
                            volume.offset)  # reopens the staging array
@@ -316,13 +349,16 @@ def predict_share(predict: Predictor, plan: BlockPlan, volume, staging: Staging,
                           staging.is_done, record, mask)
 
 
-def finish(staging: Staging, target: OutputTarget, plan: BlockPlan,
-           result: InferResult) -> InferResult:
-    """Commit the output when every block is done and this process wins the claim."""
+def finish(staging: Staging, target: OutputTarget, plan: BlockPlan, result: InferResult,
+           lock: OutputLock) -> InferResult:
+    """Commit the output when every block is done and no other process holds ``lock`` (then it
+    is the last writer); otherwise leave the commit to the process that ends last."""
     remaining = plan.count - len(staging.done())
     if remaining:
         log.info("%d of %d blocks remain for other processes", remaining, plan.count)
         return replace(result, remaining=remaining, state="pending")
+    if not lock.exclusive():
+        return replace(result, state="handed-over")
     claimed = staging.claim()
     if claimed is None:
         return replace(result, state="handed-over")

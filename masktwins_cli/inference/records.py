@@ -16,9 +16,15 @@ Protocol (no server, only atomic renames of one file system):
 * record: a block's data is written and fsynced first (chunk files and their folders), then its
   marker is created, so a marker never names a block whose data could be missing after
   ``kill -9`` or a machine crash.
-* commit: a process that finds every marker present renames the staging folder to the claim name
-  (``....commit``); exactly one rename succeeds, the winner moves the array into place. A claim
-  left by a process killed while committing is renamed back by the next run, which commits it.
+* lock: every process writing the folder holds the output's lock file (``....lock``, see
+  :mod:`masktwins_cli.io.locks`) shared; a second process running while another one writes
+  (an unsharded rerun, or a run beside shards) helps, taking the blocks from the last one down.
+* commit: a process that finds every marker present and can take the lock exclusive (no other
+  process is writing) renames the staging folder to the claim name (``....commit``) and moves the
+  array into place; when it cannot, another process is still writing and commits when it ends.
+  A claim left by a process killed while committing is settled by the next run under the lock
+  (see :meth:`~masktwins_cli.inference.output.OutputTarget.settle`): committed again if it
+  still holds its array, only tidied up if the array was already moved into place.
 
 Blocks are numbered in :func:`~masktwins_cli.inference.predict.block_starts` order; shard ``i/N``
 (1-based) takes blocks ``i-1, i-1+N, i-1+2N, ...``.
@@ -43,7 +49,7 @@ MANIFEST = "manifest.json"
 DONE = "done"
 ARRAY = "out.zarr"
 FORMAT = "masktwins-infer-staging"
-STAGING_SUFFIX, CLAIM_SUFFIX = ".partial", ".commit"
+STAGING_SUFFIX, CLAIM_SUFFIX, LOCK_SUFFIX = ".partial", ".commit", ".lock"
 
 
 # ---------------------------------------------------------------------------------- shards
@@ -122,6 +128,11 @@ def claim_path(root: Path) -> Path:
     return root.with_name(root.name.removesuffix(STAGING_SUFFIX) + CLAIM_SUFFIX)
 
 
+def lock_path(root: Path) -> Path:
+    """The lock file of the processes writing a staging folder (see :mod:`..io.locks`)."""
+    return root.with_name(root.name.removesuffix(STAGING_SUFFIX) + LOCK_SUFFIX)
+
+
 # --------------------------------------------------------------------------------- staging
 class Staging:
     """A staging folder (see the module docstring); ``root`` ends with ``.partial``."""
@@ -177,15 +188,6 @@ class Staging:
             raise
         return claimed
 
-    def recover_claim(self) -> None:
-        """Rename a claim left by a process killed while committing back to the staging name."""
-        claimed = claim_path(self.root)
-        if claimed.exists() and not self.root.exists():
-            try:
-                os.rename(claimed, self.root)
-            except OSError:  # another process recovered or finished it just now
-                pass
-
     def discard(self) -> None:
         """Delete the staging folder and a claim of it."""
         for folder in (self.root, claim_path(self.root)):
@@ -209,7 +211,6 @@ def open_staging(root: Path, manifest: dict[str, Any], build: Callable[[Path], N
     staging = Staging(root)
     if restart:
         staging.discard()
-    staging.recover_claim()
     created = False
     if not root.exists():
         created = _create(root, manifest, build)
