@@ -107,6 +107,10 @@ def _prepare_output(recipe: Recipe, resume: bool, world_size: int = 1) -> tuple[
     last = out / "last.pt"
     if resume:
         if not last.exists():
+            if _started_without_checkpoint(out, recipe):
+                log.info("%s: the run was stopped before its first checkpoint; starting it over",
+                         out)
+                return out, None
             raise MaskTwinsError(f"--resume: no checkpoint {last} to resume from")
         payload = load_checkpoint(last)
         check_resume_compatible(payload["recipe"], recipe_to_dict(recipe), last)
@@ -121,6 +125,15 @@ def _prepare_output(recipe: Recipe, resume: bool, world_size: int = 1) -> tuple[
                                  "new run would replace it; choose another train.output_dir (or "
                                  "--output-dir), or remove it (nothing was overwritten)")
     return out, None
+
+
+def _started_without_checkpoint(out: Path, recipe: Recipe) -> bool:
+    """Whether ``out`` holds what this very run writes before its first checkpoint (its resolved
+    recipe.toml), so --resume may start it over."""
+    try:
+        return (out / "recipe.toml").read_text(encoding="utf-8") == recipe_to_toml(recipe)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 @dataclass
