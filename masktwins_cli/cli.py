@@ -7,6 +7,7 @@ exit code 2; no traceback.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from .errors import MaskTwinsError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="MaskTwins: complementary-mask domain adaptation for EM segmentation.")
 app.add_typer(prepare_app, name="prepare")
+
+# Every TIFF problem becomes one masktwins error line; tifffile's own log records about the same
+# file (e.g. "invalid page offset") would only add lines to stderr.
+logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 SET_HELP = "Override a recipe value, e.g. --set train.lr=1e-4 (repeatable)."
 

@@ -86,3 +86,23 @@ def test_the_next_write_sweeps_a_dead_writers_leftover(tmp_path):
     assert not dead.exists()
     assert live.exists() and fresh.exists() and other.exists()
     assert target.read_text() == "new"
+
+
+def test_a_leftover_of_this_host_is_swept_at_once_another_hosts_after_a_minute(tmp_path):
+    """A writer killed a moment ago on this machine leaves a temporary the next write removes
+    (a crash-and-rerun leaves nothing behind); one named by another host may belong to a live
+    writer on a shared file system and waits for the age rule."""
+    from masktwins_cli.io.atomic import HOST
+
+    target = tmp_path / "recipe.toml"
+    here = tmp_path / f".recipe.toml.tmp-{HOST}-999999999-abcd1234"
+    elsewhere = tmp_path / ".recipe.toml.tmp-othernode-999999999-abcd1234"
+    running = tmp_path / f".recipe.toml.tmp-{HOST}-{os.getpid()}-abcd1234"
+    for path in (here, elsewhere, running):
+        path.write_bytes(b"partial")
+    write_text_atomic(target, "new")
+    assert not here.exists() and elsewhere.exists() and running.exists()
+    old = 1_000_000_000
+    os.utime(elsewhere, (old, old))
+    write_text_atomic(target, "newer")
+    assert not elsewhere.exists() and running.exists()

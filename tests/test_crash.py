@@ -117,7 +117,7 @@ def infer_scenario(variant: str, seed: int, checkpoint: Path, reference, tmp: Pa
                      chunks=(1, 4, 4))
     triggers = infer_triggers(tmp, output)
     events: list[str] = []
-    rounds = rng.randint(1, 3)
+    rounds = rng.randint(2, 3)
     for _ in range(rounds):
         if variant in ("plain", "overwrite"):
             events.append(run_or_kill(cli_command(checkpoint, volume, output, *extra), rng,
@@ -224,14 +224,16 @@ def train_scenario(seed: int, train_reference, tmp: Path) -> int:
         "first checkpoint": (out / "last.pt").exists,
         "log started": (out / "log.jsonl").exists,
     }
+    def command() -> list[str]:  # a killed run is resumed once it has left its folder
+        return train_command(recipe, out, *(["--resume"] if out.exists() else []))
+
     events = []
-    for attempt in range(rng.randint(1, 3)):
-        events.append(run_or_kill(train_command(recipe, out, *(["--resume"] if attempt else [])),
-                                  rng, triggers, seconds))
+    for _ in range(rng.randint(2, 4)):
+        events.append(run_or_kill(command(), rng, triggers, seconds))
         if events[-1] == "finished":
             break
     if events[-1] != "finished":
-        finish(train_command(recipe, out, "--resume"))
+        finish(command())
     assert_same_run(out, expected)
     assert sorted(p.name for p in out.iterdir()) == ["last.pt", "log.jsonl", "recipe.toml"]
     return report(f"train seed {seed}", events)

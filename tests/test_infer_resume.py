@@ -169,7 +169,7 @@ def test_a_process_losing_the_creation_race_uses_the_winners_folder(tmp_path):
     built = []
     first, created = open_staging(root, manifest, built.append)
     assert created and built[0].name == "out.zarr"
-    assert built[0].parent.name.startswith(f"{root.name}.tmp-")  # built under a unique name
+    assert built[0].parent.name.startswith(f".{root.name}.tmp-")  # built under a unique name
     assert not records._create(root, manifest, built.append)  # root appeared meanwhile
     second, created = open_staging(root, manifest, built.append)
     assert not created and len(built) == 2 and second.manifest() == first.manifest()

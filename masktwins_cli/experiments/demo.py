@@ -86,6 +86,9 @@ def run_demo(out_dir: str | Path = "runs/demo", dims: int = 2, seeds: list[int] 
     report = report or (lambda *args, **kwargs: None)
     if dims not in (2, 3):
         raise MaskTwinsError(f"--dims {dims}: expected 2 or 3")
+    if any(not 0 <= seed < 2**32 for seed in seeds):
+        bad = next(seed for seed in seeds if not 0 <= seed < 2**32)
+        raise MaskTwinsError(f"--seed {bad}: seeds are integers from 0 to 2**32 - 1")
     every_run = [*(overrides or []), *([f"train.iterations={iterations}"] if iterations is not None else [])]
     load_recipe(shipped_recipe(f"synthetic_mito{dims}d.toml"), every_run)  # fail fast: nothing written
     for seed in seeds:

@@ -139,6 +139,9 @@ def infer_with_daisy(checkpoint: str | Path, input_uri: str, output_uri: str, wo
     started = time.perf_counter()
     check_options(workers, worker_command)
     require_daisy()
+    from ..runtime.device import resolve_device
+
+    resolve_device(device, "--device")  # the workers resolve it again; a bad choice fails here
     overrides = infer_overrides(overrides, mask, tta)
     setup = InferSetup.prepare(checkpoint, input_uri, output_uri, overrides, weights)
     plan, target = setup.plan, setup.target

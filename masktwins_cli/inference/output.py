@@ -76,6 +76,11 @@ class OutputTarget:
         target = cls(output.container, dataset, output.container.parent / name, int(channels))
         if source.container.resolve() == target.container.resolve() and source.dataset == dataset:
             raise MaskTwinsError(f"output {output} is the input volume; inputs are never modified")
+        final = target.container / dataset
+        for folder in (final, *final.parents):
+            if folder.exists() and not folder.is_dir():
+                raise MaskTwinsError(f"output {output}: {folder} is a file, not a folder (nothing "
+                                     "was written)")
         return target
 
     def refuse_existing(self) -> None:

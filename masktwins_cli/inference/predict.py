@@ -307,6 +307,8 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
         lock.end_setup()
         try:
             counts = predict_share(predict, plan, setup.volume, staging, target, share, setup.mask)
+        except MaskTwinsError as err:  # e.g. damage in the input, found when its block is read
+            raise MaskTwinsError(f"{err}{kept_note(staging, created, lock)}") from None
         except BaseException:
             if created and lock.exclusive():
                 discard_if_empty(staging)
@@ -364,6 +366,21 @@ def finish(staging: Staging, target: OutputTarget, plan: BlockPlan, result: Infe
         return replace(result, state="handed-over")
     target.commit(claimed)
     return replace(result, state="written")
+
+
+def kept_note(staging: Staging, created: bool, lock: OutputLock) -> str:
+    """After an error: '' when the staging folder held no finished block (one this process
+    created is then deleted), else a note that the finished blocks are kept for a rerun."""
+    try:
+        finished = len(staging.done())
+    except OSError:
+        return ""
+    if not finished:
+        if created and lock.exclusive():
+            discard_if_empty(staging)
+        return ""
+    return (f"; the {finished} block(s) finished before are kept in {staging.root} for a rerun "
+            "(--restart discards them)")
 
 
 def discard_if_empty(staging: Staging) -> None:

@@ -36,14 +36,18 @@ import errno
 import hashlib
 import json
 import os
-import secrets
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import MaskTwinsError
-from ..io.atomic import atomic_open, fsync_path
+from ..io.atomic import (
+    atomic_open,
+    fsync_path,
+    sweep_stale_temporaries,
+    temporary_sibling,
+)
 
 MANIFEST = "manifest.json"
 DONE = "done"
@@ -225,7 +229,8 @@ def open_staging(root: Path, manifest: dict[str, Any], build: Callable[[Path], N
 def _create(root: Path, manifest: dict[str, Any], build: Callable[[Path], None]) -> bool:
     """Build a staging folder under a unique name and rename it to ``root``; False when another
     process created ``root`` first (its folder is then used)."""
-    temporary = root.with_name(f"{root.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    sweep_stale_temporaries(root)  # a folder a killed process was building
+    temporary = temporary_sibling(root)
     try:
         (temporary / DONE).mkdir(parents=True)
         build(temporary / ARRAY)

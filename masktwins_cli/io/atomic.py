@@ -22,6 +22,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,9 +44,13 @@ def fsync_path(path: Path) -> None:
         os.close(descriptor)
 
 
+HOST = socket.gethostname().replace(os.sep, "_").replace("-", "_") or "host"
+
+
 def temporary_sibling(path: Path, kind: str = "tmp") -> Path:
-    """A hidden unique name beside ``path``: ``.NAME.KIND-PID-RANDOM``."""
-    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
+    """A hidden unique name beside ``path``: ``.NAME.KIND-HOST-PID-RANDOM`` (the host and process
+    that write it, so a later run can tell a dead writer's leftover from a live one's work)."""
+    return path.with_name(f".{path.name}.{kind}-{HOST}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 STALE_SECONDS = 60.0
@@ -61,9 +66,21 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _writer_gone(tag: str, age_seconds: float) -> bool:
+    """Whether the writer named by a temporary's ``HOST-PID-RANDOM`` tag is gone: on this host,
+    its process has exited; elsewhere (a shared file system) or in the older ``PID-RANDOM`` form,
+    its process is not running here and the file has not changed for a minute."""
+    parts = tag.rsplit("-", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[0] == HOST:
+        return not _process_alive(int(parts[1]))
+    pid = parts[1] if len(parts) == 3 else tag.split("-", 1)[0]
+    alive_here = pid.isdigit() and _process_alive(int(pid))
+    return not alive_here and age_seconds > STALE_SECONDS
+
+
 def sweep_stale_temporaries(path: Path) -> list[Path]:
-    """Remove the temporaries a killed writer of ``path`` left behind: hidden siblings
-    ``.NAME.tmp-PID-*`` whose process is gone and that are older than a minute. Returns them."""
+    """Remove the temporaries killed writers of ``path`` left behind (hidden siblings
+    ``.NAME.tmp-...`` whose writer is gone, see :func:`_writer_gone`). Returns them."""
     removed = []
     prefix = f".{path.name}.tmp-"
     try:
@@ -73,10 +90,8 @@ def sweep_stale_temporaries(path: Path) -> list[Path]:
     for sibling in siblings:
         if not sibling.name.startswith(prefix):
             continue
-        pid_text = sibling.name[len(prefix):].split("-", 1)[0]
         try:
-            stale = (not pid_text.isdigit() or not _process_alive(int(pid_text))) and \
-                time.time() - sibling.lstat().st_mtime > STALE_SECONDS
+            stale = _writer_gone(sibling.name[len(prefix):], time.time() - sibling.lstat().st_mtime)
         except OSError:
             continue
         if stale:

@@ -97,6 +97,9 @@ def _new_meta(parsed: ParsedUri, shape, dtype, chunks, voxel_size, offset) -> Vo
     chunks = default_chunks(shape) if chunks is None else tuple(int(c) for c in chunks)
     if not shape or min(shape) < 0 or len(chunks) != len(shape) or min(chunks) < 1:
         raise MaskTwinsError(f"'{parsed}': cannot write shape {shape} with chunks {chunks}")
+    if np.dtype(dtype).kind not in "biuf":
+        raise MaskTwinsError(f"'{parsed}': cannot write dtype {np.dtype(dtype)}; volumes hold "
+                             "numbers (bool, integer or float)")
     chunks = tuple(min(c, max(s, 1)) for c, s in zip(chunks, shape, strict=True))
     return _make_meta(shape, dtype, chunks, voxel_size, offset, parsed, exact=True)
 
@@ -286,6 +289,10 @@ def open_volume(uri: str | Path | ParsedUri, ndim: int | tuple[int, ...] | None 
     """Open a volume read-only (metadata only); ``ndim`` = allowed number(s) of dimensions."""
     parsed = parse_uri(uri)
     array, meta = _open(parsed)
+    if np.dtype(meta.dtype).kind not in "biuf":
+        _close(array)
+        raise MaskTwinsError(f"'{parsed}': dtype {meta.dtype}; volumes hold numbers (bool, "
+                             "integer or float)")
     allowed = () if ndim is None else (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if allowed and meta.ndim not in allowed:
         _close(array)

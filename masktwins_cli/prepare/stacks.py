@@ -219,6 +219,11 @@ def read_stack(source: StackSource, decoder: LabelDecoder | None = None) -> np.n
                 plane = volume[z] if volume.ndim == 3 else volume[...]
             if decoder is not None:
                 plane = decoder(plane, where)
+            elif plane.dtype.kind not in "biuf":
+                raise MaskTwinsError(f"slice {where} has dtype {plane.dtype}; images must be "
+                                     "integers or floats")
+            elif plane.dtype.kind == "f" and not np.isfinite(plane).all():
+                raise MaskTwinsError(f"slice {where} holds NaN or infinite values")
             if tuple(plane.shape) != source.slice_shape:
                 raise MaskTwinsError(f"slice {where} is {shape_text(plane.shape)} but the stack's "
                                      f"slices are {shape_text(source.slice_shape)} (y x)")
