@@ -266,6 +266,11 @@ def test_resume_starts_over_a_run_killed_before_its_first_checkpoint(train_refer
     assert refused.returncode == 2 and "recipe.toml exists" in refused.stderr
     finish(train_command(recipe, out, "--resume"))
     assert_same_run(out, expected)
+    killed_at_once = tmp_path / "early"  # killed after creating its folder, before any file
+    killed_at_once.mkdir()
+    (killed_at_once / ".recipe.toml.tmp-otherhost-1-ab").write_text("half")
+    finish(train_command(recipe, killed_at_once, "--resume"))
+    assert_same_run(killed_at_once, expected)
     other = tmp_path / "other"
     other.mkdir()
     (other / "recipe.toml").write_text("# my own notes\n", encoding="utf-8")

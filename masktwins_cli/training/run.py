@@ -128,12 +128,17 @@ def _prepare_output(recipe: Recipe, resume: bool, world_size: int = 1) -> tuple[
 
 
 def _started_without_checkpoint(out: Path, recipe: Recipe) -> bool:
-    """Whether ``out`` holds what this very run writes before its first checkpoint (its resolved
-    recipe.toml), so --resume may start it over."""
+    """Whether ``out`` holds only what this very run writes before its first checkpoint (its
+    resolved recipe.toml, log.jsonl, hidden temporaries of writes a kill interrupted), so
+    --resume may start it over."""
     try:
-        return (out / "recipe.toml").read_text(encoding="utf-8") == recipe_to_toml(recipe)
+        names = [path.name for path in out.iterdir()]
+        own_recipe = "recipe.toml" not in names or \
+            (out / "recipe.toml").read_text(encoding="utf-8") == recipe_to_toml(recipe)
     except (OSError, UnicodeDecodeError):
         return False
+    return own_recipe and all(name.startswith(".") or name in ("recipe.toml", "log.jsonl")
+                              for name in names)
 
 
 @dataclass
