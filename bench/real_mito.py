@@ -12,7 +12,7 @@ the per-slice IoU / F1 / MCC / mAP of the paper's baselines.
 Writes OUT/results.json (every run: scores, wall times, device, final loss terms), OUT/results.md
 (the table, mean ± population std over seeds), OUT/comparison.png (validation slices: image,
 truth, NoAdapt, MaskTwins) and OUT/curves.png (the first seed's logged loss terms, pseudo-label
-statistics and, with data.val_raw set, validation scores over the iterations). Exits 0 with a
+statistics and, with [[data.val]] volumes, validation scores over the iterations). Exits 0 with a
 note when the data folder is absent.
 """
 
@@ -54,8 +54,8 @@ from masktwins_cli.terminal import StageLog
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "vnc3_to_cdeep3m.toml"
 PIXEL_NM = 7.5  # in-plane scale both domains are brought to (see the README)
-ORACLE_DATA = ('data.source_raw="cdeep3m/training.zarr/raw"',
-               'data.source_labels="cdeep3m/training.zarr/labels"')
+ORACLE_DATA = ('data.source=[{raw = "cdeep3m/training.zarr/raw", '
+               'labels = "cdeep3m/training.zarr/labels"}]',)
 
 METHODS = (
     MethodSpec("NoAdapt", ("method.adapt=false",)),

@@ -57,8 +57,8 @@ RECIPE = REPO / "recipes" / "synthetic_synapse.toml"
 METRICS = ("f1_pre", "f1_post", "score")
 HEADERS = ("F1_pre", "F1_post", "score")
 TEST_SHAPE = (128, 256, 256)
-ORACLE_DATA = ('data.source_raw="target_train.zarr/raw"',
-               'data.source_points="target_train_points.csv"')
+ORACLE_DATA = ('data.source=[{raw = "target_train.zarr/raw", '
+               'points = "target_train_points.csv"}]',)
 
 METHODS = (
     MethodSpec("NoAdapt", ("method.adapt=false",)),

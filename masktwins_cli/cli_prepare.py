@@ -209,7 +209,7 @@ def prepare_waspsyn_cmd(
         [], "--volume", help="Prepare only this volume (its folder name; repeatable)."),
     as_name: str | None = typer.Option(
         None, "--as", metavar="NAME", help="Write the one selected volume as NAME.zarr + "
-        "NAME_points.csv (source / target: the names recipes/waspsyn.toml reads)."),
+        "NAME_points.csv (e.g. target0 ... target3: names recipes/waspsyn.toml reads)."),
     unlabeled: bool = typer.Option(
         False, help="Accept images without a label file (raw only), e.g. the target volume."),
     voxel_size: str | None = typer.Option(None, help="Voxel size Z,Y,X in nm (default 8,8,8)."),
@@ -226,8 +226,8 @@ def prepare_waspsyn_cmd(
     -> OUT_DIR/<volume>.zarr/raw (chunks 64^3, voxel 8 nm, offset in nm)
        OUT_DIR/<volume>_points.csv (kind,id,pre_id,z,y,x in local voxels)
     e.g. for recipes/waspsyn.toml:
-      masktwins prepare waspsyn wasp/train_sample3_vol0 data/waspsyn --as source
-      masktwins prepare waspsyn wasp/test_sample1_vol0 data/waspsyn --as target --unlabeled
+      masktwins prepare waspsyn wasp data/waspsyn --volume train_sample3_vol0 ... (vol0-vol4)
+      masktwins prepare waspsyn target_chunks/0 data/waspsyn --as target0 --unlabeled
     """
     from .prepare.waspsyn import prepare_waspsyn
 

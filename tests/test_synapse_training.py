@@ -122,7 +122,7 @@ def test_resume_equals_uninterrupted_run(pair, tmp_path):
 
 def test_source_targets_are_the_point_cubes(pair):
     recipe = synapse_recipe(pair, pair / "unused", data={"cube_size": 5})
-    crops = open_training_data(recipe).source.crops
+    crops = open_training_data(recipe).source.samplers[0].crops
     assert crops.channel_targets and crops.labels.shape == (2, *SHAPE)
     assert crops.labels.dtype == np.uint8 and set(np.unique(crops.labels)) <= {0, 1}
     assert crops.labels[0].any() and crops.labels[1].any()

@@ -55,7 +55,10 @@ TINY_RECIPE = {
 
 
 def toml_literal(value: Any) -> str:
-    """A Python value as a TOML value (str, bool, int, float incl. nan/inf, nested lists)."""
+    """A Python value as a TOML value (str, bool, int, float incl. nan/inf, nested lists, dicts
+    as inline tables, e.g. a list of them for ``data.source``)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items()) + "}"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MaskTwinsError
+from .roles import check_roles, role_volumes
 from .schema import Recipe
 
 if sys.version_info >= (3, 11):
@@ -100,6 +101,14 @@ def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
+def _coerce_tables(key: str, value: Any, cls: type) -> tuple:
+    """A list of tables (``[[data.source]]``) -> tuple of ``cls``, each table validated."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
+        raise MaskTwinsError(f"recipe key '{key}' = {_plain(value)!r}: expected [[{key}]] tables, "
+                             f"e.g. [[{key}]] with raw = \"a.zarr/raw\"")
+    return tuple(_build_section(f"{key}[{index}]", cls, item) for index, item in enumerate(value))
+
+
 def _build_section(name: str, cls: type, values: Mapping[str, Any]):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -110,7 +119,9 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any]):
                 f"unknown recipe key '{full}'{_closest(key, list(fields))}; "
                 f"allowed in [{name}]: {', '.join(fields)}")
         f = fields[key]
-        if isinstance(f.default, tuple):
+        if "tables" in f.metadata:
+            kwargs[key] = _coerce_tables(full, value, f.metadata["tables"])
+        elif isinstance(f.default, tuple):
             kwargs[key] = _coerce_list(full, value, f.metadata)
         else:
             kwargs[key] = _coerce_scalar(full, value, f.default, f.metadata)
@@ -203,8 +214,6 @@ def check_consistency(recipe: Recipe) -> None:
         raise MaskTwinsError(f"recipe key 'method.teacher_context' = {list(context)}: the teacher's "
                              "crop (data.patch_size + 2 x context) must stay divisible by the "
                              f"network's down-sampling {list(factors)}")
-    if bool(recipe.data.val_raw) != bool(recipe.data.val_labels):
-        raise MaskTwinsError("recipe keys 'data.val_raw' and 'data.val_labels' must be given together")
     if recipe.method.adapt and recipe.method.adapt_start >= recipe.train.iterations:
         raise MaskTwinsError(f"recipe key 'method.adapt_start' = {recipe.method.adapt_start}: must be "
                              f"below train.iterations ({recipe.train.iterations}) or the target is "
@@ -222,20 +231,16 @@ def check_consistency(recipe: Recipe) -> None:
 def check_task(recipe: Recipe) -> None:
     """Rules of ``model.task``: synapse detection is 3-D, two sigmoid channels, point labels."""
     d, m, method = recipe.data, recipe.model, recipe.method
+    check_roles(d, m.task)
     if m.task == "segmentation":
-        if d.source_points:
-            raise MaskTwinsError(f"recipe key 'data.source_points' = {d.source_points!r}: point "
-                                 "tables are for model.task = 'synapse' (segmentation uses "
-                                 "data.source_labels)")
         return
+    val = role_volumes(d, "val")
     rules = [
         (m.spatial_dims != 3, "model.spatial_dims", m.spatial_dims, "synapse detection is 3-D: set 3"),
         (m.num_classes != 2, "model.num_classes", m.num_classes,
          "synapse detection has 2 sigmoid channels (pre, post): set 2"),
         (d.cube_size % 2 == 0, "data.cube_size", d.cube_size,
          "cube targets are centred on their point's voxel: use an odd size"),
-        (bool(d.source_labels), "data.source_labels", d.source_labels,
-         "model.task = 'synapse' takes point labels: use data.source_points"),
         (bool(method.class_weights), "method.class_weights", list(method.class_weights),
          "softmax class weights do not apply to synapse (see method.bce_weighting)"),
         (method.confidence == "quality", "method.confidence", method.confidence,
@@ -244,7 +249,7 @@ def check_task(recipe: Recipe) -> None:
         (method.synapse_pseudo_labels == "cubes" and method.confidence != "threshold",
          "method.synapse_pseudo_labels", method.synapse_pseudo_labels,
          "cube pseudo-labels use the thresholds: set method.confidence = 'threshold'"),
-        (bool(d.val_raw), "data.val_raw", d.val_raw,
+        (bool(val), val[0].name if val else "", val[0].raw if val else "",
          "validation during training is for segmentation; score synapse runs after training"),
     ]
     for bad, key, value, why in rules:
@@ -300,6 +305,10 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None,
 
 
 def _toml_value(value: Any) -> str:
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if isinstance(value, Mapping):  # a table of a [[...]] list, written inline
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

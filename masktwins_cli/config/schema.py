@@ -3,7 +3,8 @@
 Field metadata keys: ``doc`` (one line, with the paper's symbol in brackets where there is one),
 ``choices`` (allowed strings), ``min`` / ``max`` (inclusive bounds), ``gt`` / ``lt`` (exclusive
 bounds), ``length`` (allowed list lengths), ``integer`` (list of integers), ``nested`` (list
-of lists, e.g. ``model.pool``). :mod:`masktwins_cli.config.recipe` validates against
+of lists, e.g. ``model.pool``), ``tables`` (a list of tables of that dataclass, e.g.
+``[[data.source]]``). :mod:`masktwins_cli.config.recipe` validates against
 them; ``masktwins recipe RECIPE`` prints them.
 """
 
@@ -20,11 +21,35 @@ def doc(text: str, default, **rules):
 
 
 @dataclass(frozen=True)
+class VolumeEntry:
+    """One volume of a role: a ``[[data.source]]``, ``[[data.target]]`` or ``[[data.val]]`` table."""
+
+    raw: str = doc("image volume URI (x.zarr/raw, f.h5:/raw, f.tif), relative to data.root", "")
+    labels: str = doc("class-index label volume URI (source with model.task = segmentation, "
+                      "and val)", "")
+    points: str = doc("synapse point table (.csv or WASP-SYN .h5; source with model.task = "
+                      "synapse)", "")
+    weight: float = doc("share of the role's crops drawn from this volume, relative to the "
+                        "others' weights (0: proportional to its voxel count)", 0.0, min=0.0)
+
+
+ROLES = ("source", "target", "val")
+
+
+@dataclass(frozen=True)
 class DataSection:
     """Where the volumes are and how patches are drawn from them."""
 
     root: str = doc("folder the other data paths are relative to (relative to the working dir)", ".")
-    source_raw: str = doc("labeled source-domain image volume URI (x.zarr/raw, f.h5:/raw, f.tif)", "")
+    source: tuple = doc("labeled source volumes: [[data.source]] tables with raw, labels (or "
+                        "points) and an optional weight; a crop first picks a volume, then a place",
+                        (), tables=VolumeEntry)
+    target: tuple = doc("unlabeled target volumes: [[data.target]] tables with raw and an optional "
+                        "weight (none: no adaptation data)", (), tables=VolumeEntry)
+    val: tuple = doc("labeled target validation volumes: [[data.val]] tables with raw and labels "
+                     "(scores are the mean over them; none: no validation)", (), tables=VolumeEntry)
+    source_raw: str = doc("single-volume form of [[data.source]] (older recipes): the labeled "
+                          "source image volume URI", "")
     source_labels: str = doc("source-domain label volume URI (class index per voxel); "
                              "model.task = segmentation", "")
     source_points: str = doc("source-domain synapse point table (.csv of masktwins_cli.synapse.points, "
@@ -32,9 +57,11 @@ class DataSection:
     cube_size: int = doc("edge in voxels of the (pre, post) cube target drawn around each synapse "
                          "point (odd; 3 = the 27 voxels around it); model.task = synapse", 3,
                          min=1, max=31)
-    target_raw: str = doc("unlabeled target-domain image volume URI (empty: no adaptation data)", "")
-    val_raw: str = doc("labeled target validation image URI, optional (empty: no validation)", "")
-    val_labels: str = doc("labels of the validation volume, optional", "")
+    target_raw: str = doc("single-volume form of [[data.target]] (older recipes): the unlabeled "
+                          "target image volume URI", "")
+    val_raw: str = doc("single-volume form of [[data.val]] (older recipes): the validation image "
+                       "URI", "")
+    val_labels: str = doc("single-volume form of [[data.val]]: the validation labels", "")
     patch_size: tuple = doc("training crop size in voxels, (y, x) in 2D or (z, y, x) in 3D", (256, 256),
                             length=(2, 3), min=8, integer=True)
     normalization: str = doc("per-volume intensity normalisation before masking (zero = mean)", "zscore",

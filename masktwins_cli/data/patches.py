@@ -61,6 +61,7 @@ class VolumeCrops:
         if labels is not None and spatial != tuple(raw.shape):
             raise MaskTwinsError(f"{names[1]}: shape {spatial} differs from the image "
                                  f"{names[0]} {tuple(raw.shape)}")
+        self.voxel_size = getattr(raw, "voxel_size", None)  # nm (z, y, x); None for arrays
         self.raw = self._cache(raw)
         if self.channel_targets:
             self.labels = np.asarray(labels)
@@ -191,7 +192,7 @@ class PatchSampler:
             return start_around(voxel, self.size, self.crops.shape, rng)
         return [int(rng.integers(0, n - s + 1)) for n, s in zip(self.crops.shape, self.size)]
 
-    def _one(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    def one_crop(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         start = self._start(rng)
         image, labels = self.crops.crop(start, self.size)
         if self.spatial_dims == 2:
@@ -204,9 +205,45 @@ class PatchSampler:
         return np.ascontiguousarray(image), None if labels is None else np.ascontiguousarray(labels)
 
     def sample(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-        pairs = [self._one(rng) for _ in range(batch)]
-        images = np.stack([p[0] for p in pairs])[:, None].astype(np.float32)
-        if pairs[0][1] is None:
-            return images, None
-        dtype = np.float32 if self.crops.channel_targets else np.int64
-        return images, np.stack([p[1] for p in pairs]).astype(dtype)
+        return stack_crops([self.one_crop(rng) for _ in range(batch)])
+
+
+def stack_crops(pairs: list[tuple[np.ndarray, np.ndarray | None]]
+                ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """(image, labels) crops -> images (B, 1, *patch) float32 and labels (B, *patch) int64,
+    (B, C, *patch) float32 for channel targets, or None."""
+    images = np.stack([p[0] for p in pairs])[:, None].astype(np.float32)
+    if pairs[0][1] is None:
+        return images, None
+    channel_targets = pairs[0][1].ndim == pairs[0][0].ndim + 1
+    return images, np.stack([p[1] for p in pairs]).astype(np.float32 if channel_targets else np.int64)
+
+
+class SamplerMix:
+    """Crops from several volumes: each crop first picks a volume's :class:`PatchSampler`
+    (probabilities proportional to ``weights``), then a place in it.
+
+    With one volume no volume is drawn, so the random stream (and every batch) is that of the
+    sampler alone.
+    """
+
+    def __init__(self, samplers: Sequence[PatchSampler], weights: Sequence[float]):
+        if not samplers or len(samplers) != len(weights):
+            raise ValueError("one weight per sampler, at least one sampler")
+        total = float(sum(weights))
+        if not total > 0:
+            raise ValueError(f"weights {list(weights)} must have a positive sum")
+        self.samplers = list(samplers)
+        self.probabilities = np.asarray(weights, np.float64) / total
+
+    def pick(self, rng: np.random.Generator) -> int:
+        """The index of the volume of the next crop."""
+        if len(self.samplers) == 1:
+            return 0
+        return int(rng.choice(len(self.samplers), p=self.probabilities))
+
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """As :meth:`PatchSampler.sample`, each crop from a volume drawn by weight."""
+        if len(self.samplers) == 1:
+            return self.samplers[0].sample(batch, rng)
+        return stack_crops([self.samplers[self.pick(rng)].one_crop(rng) for _ in range(batch)])

@@ -24,8 +24,8 @@ from .comparison import METRICS, Report, TestVolume, markdown_table, quoted, sum
 METHODS: dict[str, list[str]] = {
     "NoAdapt": ["method.adapt=false"],
     "MaskTwins": [],
-    "Oracle": ["method.adapt=false", 'data.source_raw="target_train.zarr/raw"',
-               'data.source_labels="target_train.zarr/labels"'],
+    "Oracle": ["method.adapt=false",
+               'data.source=[{raw = "target_train.zarr/raw", labels = "target_train.zarr/labels"}]'],
 }
 __all__ = ["METHODS", "METRICS", "DemoResult", "run_demo", "shipped_recipe", "summarise"]
 

@@ -1,4 +1,5 @@
-"""Validation on a labeled target volume during training (student weights, in memory)."""
+"""Validation on labeled target volumes during training (student weights, in memory); the
+scores are the mean over the ``[[data.val]]`` volumes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 
 from ..config.recipe import resolve_data_path
+from ..config.roles import RoleVolume, role_volumes
 from ..config.schema import Recipe
 from ..data.normalization import normalize
 from ..data.patches import as_zyx, check_labels
@@ -21,35 +23,57 @@ VALIDATION_BYTES = 512 * 1024**2
 
 
 @dataclass
-class Validator:
-    """Scores the student on the validation volume: IoU/F1/MCC/AP as ``val_*`` keys."""
+class ValidationVolume:
+    """One labeled validation volume in memory."""
 
     image: np.ndarray  # float32 (z, y, x), normalised
     truth: np.ndarray  # uint8 (z, y, x), 0/1 foreground
+
+    @classmethod
+    def open(cls, recipe: Recipe, volume: RoleVolume) -> ValidationVolume:
+        image, stats = open_image(recipe, volume.raw, volume.key("raw"))
+        labels_path = resolve_data_path(recipe, volume.labels)
+        labels = as_zyx(open_volume(labels_path, ndim=(2, 3)).read_all(VALIDATION_BYTES))
+        check_labels(labels, recipe.model.num_classes, labels_path)
+        pixels = normalize(as_zyx(image.read_all(VALIDATION_BYTES)), stats)
+        if labels.shape != pixels.shape:
+            raise MaskTwinsError(f"{labels_path}: shape {labels.shape} differs from the validation "
+                                 f"image {pixels.shape}")
+        return cls(pixels, (labels == 1).astype(np.uint8))
+
+
+@dataclass
+class Validator:
+    """Scores the student on the validation volumes: IoU/F1/MCC/AP as ``val_*`` keys, each the
+    mean over the volumes."""
+
+    volumes: list[ValidationVolume]
     recipe: Recipe
     device: torch.device
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, device: torch.device) -> Validator | None:
-        if not recipe.data.val_raw:
+        listed = role_volumes(recipe.data, "val")
+        if not listed:
             return None
-        volume, stats = open_image(recipe, recipe.data.val_raw, "data.val_raw")
-        labels_path = resolve_data_path(recipe, recipe.data.val_labels)
-        labels = as_zyx(open_volume(labels_path, ndim=(2, 3)).read_all(VALIDATION_BYTES))
-        check_labels(labels, recipe.model.num_classes, labels_path)
-        image = normalize(as_zyx(volume.read_all(VALIDATION_BYTES)), stats)
-        if labels.shape != image.shape:
-            raise MaskTwinsError(f"{labels_path}: shape {labels.shape} differs from the validation "
-                                 f"image {image.shape}")
-        return cls(image, (labels == 1).astype(np.uint8), recipe, device)
+        return cls([ValidationVolume.open(recipe, volume) for volume in listed], recipe, device)
 
     def __call__(self, model: torch.nn.Module) -> dict[str, float | None]:
         r = self.recipe
         was_training = model.training
         model.eval()
         settings = recipe_window_settings(r, tta=False)  # the foreground class, as infer keeps
-        probs = predict_array(model, self.image, settings, self.device)
+        per_volume = []
+        for volume in self.volumes:
+            probs = predict_array(model, volume.image, settings, self.device)
+            scores = score_volume(probs[0], volume.truth, r.evaluate.threshold, r.evaluate.mode)
+            per_volume.append(scores.as_dict())
         model.train(was_training)
-        scores = score_volume(probs[0], self.truth, r.evaluate.threshold, r.evaluate.mode)
-        return {f"val_{k}": v for k, v in scores.as_dict().items()
-                if k in ("iou", "f1", "mcc", "ap")}
+        return {f"val_{key}": mean_or_none([scores[key] for scores in per_volume])
+                for key in ("iou", "f1", "mcc", "ap")}
+
+
+def mean_or_none(values: list) -> float | None:
+    """The mean of the values that are defined (None where a score is undefined); None if none."""
+    known = [float(v) for v in values if v is not None]
+    return float(np.mean(known)) if known else None
