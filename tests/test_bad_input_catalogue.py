@@ -691,7 +691,7 @@ CASES = [
     # train
     case("train", "missing-recipe", lambda ctx: ["train", ctx.tmp / "missing.toml"],
          "{tmp}/missing.toml", "not found"),
-    case("train", "empty-recipe", recipe_text(""), "'data.source_raw'", "empty"),
+    case("train", "empty-recipe", recipe_text(""), "[[data.source]]", "empty"),
     case("train", "toml-syntax-error", recipe_text("[train]\nlr = = 1\n"), "{tmp}/recipe.toml",
          "line 2"),
     case("train", "binary-recipe", recipe_text(b"[train]\nlr = \xff\xfe\n"), "{tmp}/recipe.toml"),

@@ -225,7 +225,9 @@ def test_waspsyn_fixture_prepare_train_infer_detect_evaluate(tmp_path):
     _ok("prepare", "waspsyn", files["target"].parent, data, "--as", "target", "--unlabeled")
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "waspsyn.toml"
     _ok("train", recipe, "--set", f'data.root="{data}"',
-        "--set", f'train.output_dir="{run}"', "--set", "train.iterations=2",
+        "--set", 'data.source=[{raw = "source.zarr/raw", points = "source_points.csv"}]',
+        "--set", 'data.target=[{raw = "target.zarr/raw"}]', "--set", f'train.output_dir="{run}"',
+        "--set", "train.iterations=2",
         "--set", "train.warmup_iterations=1", "--set", "train.batch_size=2",
         "--set", "train.target_batch_size=2", "--set", "data.patch_size=[16,32,32]",
         "--set", "model.features=[4,4,4,4,4]", "--set", "method.block_size=[4,4,4]",
