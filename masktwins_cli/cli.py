@@ -266,8 +266,21 @@ def evaluate(
         "post hollow markers)."),
     raw: str | None = typer.Option(None, help="Image volume for --overlay."),
     overwrite: bool = typer.Option(False, help="Replace an existing --json file and overlay PNGs."),
+    num_classes: int | None = typer.Option(
+        None, help="K: score an integer class map as K classes (default for infer's class maps: "
+        "the recipe's model.num_classes; per-class probabilities (K, z, y, x) give K)."),
+    ignore: int = typer.Option(
+        255, help="K classes: truth value left out of every score (-1: none)."),
+    classes: str | None = typer.Option(
+        None, metavar="C,C,...", help="K classes: the classes the mIoU averages, e.g. the SYNTHIA "
+        "16 (default: all)."),
 ) -> None:
     """Score a prediction: IoU, F1, MCC at the threshold and average precision (mAP).
+
+    K classes (an integer class map with --num-classes or from infer, or per-class
+    probabilities (K, z, y, x)): one confusion matrix over the whole volume, per-class IoU,
+    mIoU over all classes or --classes, pixel accuracy; truth voxels equal to --ignore do not
+    count.
 
     With --task synapse: F1_pre, F1_post and score = (F1_pre + F1_post) / 2 with the WASP-SYN
     rules (Hungarian matching, radii 11 and 6.5 voxels), averaged over volumes. A WASP-SYN .h5
@@ -293,7 +306,9 @@ def evaluate(
     if mode not in ("per_slice", "volume"):
         raise MaskTwinsError(f"--mode {mode!r}: expected per_slice or volume")
     print_scores(run_evaluation(prediction, ground_truth, threshold, mode, overlay, raw,
-                                json_out=json_out))
+                                json_out=json_out, num_classes=num_classes,
+                                ignore=None if ignore == -1 else ignore,
+                                classes=parse.class_list(classes)))
 
 
 @app.command()

@@ -9,7 +9,8 @@ option was not given) stays ``None``.
 * :func:`zyx_offset`: three finite numbers of any sign (``--offset``, voxels);
 * :func:`label_map`: ``VALUE:CLASS`` pairs (``--label-map 191:1,223:2``);
 * :func:`shard`: ``i/N`` with 1 <= i <= N (``--shard 2/8``);
-* :func:`file_pair`: ``PRED,TRUTH`` (``--pair pred.csv,truth.h5``).
+* :func:`file_pair`: ``PRED,TRUTH`` (``--pair pred.csv,truth.h5``);
+* :func:`class_list`: class ids (``--classes 0,1,2,5``).
 
 ``x`` may separate the three numbers as well as ``,`` (``8x128x128``).
 """
@@ -104,3 +105,16 @@ def file_pair(text: str, option: str = "--pair") -> tuple[str, str]:
     if len(parts) != 2 or not all(parts):
         raise MaskTwinsError(f"{option} {text!r}: expected PRED,TRUTH (two point tables)")
     return parts[0], parts[1]
+
+
+def class_list(text: str | None, option: str = "--classes") -> tuple[int, ...] | None:
+    """``"0,1,2,5"`` -> (0, 1, 2, 5): distinct non-negative integers."""
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 0 or len(set(values)) != len(values):
+        raise MaskTwinsError(f"{option} {text!r}: expected distinct class ids, e.g. {option} 0,1,2")
+    return values

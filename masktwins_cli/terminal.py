@@ -84,13 +84,37 @@ class StageLog:
 
 
 def print_scores(result) -> None:
-    """A table of the evaluation scores."""
+    """A table of the evaluation scores (binary, or per class for a K-class evaluation)."""
+    if hasattr(result.scores, "miou"):
+        print_class_scores(result)
+        return
     s = result.scores
     table = Table(title=f"{result.prediction} vs {result.ground_truth} ({s.mode}, threshold {s.threshold})")
     for column in ("IoU", "F1", "MCC", "mAP", "slices"):
         table.add_column(column, justify="right")
     ap = "n/a" if s.ap is None else f"{s.ap:.4f}"
     table.add_row(f"{s.iou:.4f}", f"{s.f1:.4f}", f"{s.mcc:.4f}", ap, str(s.n_slices))
+    Console().print(table)
+
+
+def print_class_scores(result) -> None:
+    """One row per class (IoU, truth voxels), then mIoU (over the chosen classes) and pixel
+    accuracy."""
+    s = result.scores
+    ignored = "" if result.ignore is None else f", {result.ignore} ignored"
+    table = Table(title=f"{result.prediction} vs {result.ground_truth} ({s.num_classes} classes, "
+                        f"{result.source}{ignored})")
+    for column, justify in (("class", "right"), ("IoU", "right"), ("truth voxels", "right"),
+                            ("in mIoU", "center")):
+        table.add_column(column, justify=justify)
+    voxels = s.matrix.sum(axis=1)
+    for c, iou in enumerate(s.iou):
+        table.add_row(str(c), "n/a" if iou is None else f"{iou:.4f}", f"{int(voxels[c]):,}",
+                      "yes" if c in s.classes else "")
+    miou = "n/a" if s.miou is None else f"{s.miou:.4f}"
+    accuracy = "n/a" if s.pixel_accuracy is None else f"{s.pixel_accuracy:.4f}"
+    table.add_row("mIoU", miou, "", f"{len(s.classes)} classes")
+    table.add_row("pixel acc.", accuracy, f"{int(voxels.sum()):,}", "")
     Console().print(table)
 
 

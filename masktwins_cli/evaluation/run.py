@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import numpy as np
 from ..data.patches import as_zyx
 from ..errors import MaskTwinsError
 from ..io.volumes import open_volume
+from ..scoring.classes import DEFAULT_IGNORE
 from ..scoring.metrics import SegmentationScores, score_slices, score_volume
+from .classes_run import ClassEvaluation, evaluate_classes, holds_classes
 from .overlays import write_overlays
 from .scores_file import write_scores_json
 
@@ -53,15 +56,31 @@ def _slices(prob_volume, truth_volume, truth_uri: str, foreground_class: int):
 
 def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: str = "per_slice",
              overlay_dir: str | Path | None = None, raw: str | None = None,
-             foreground_class: int = 1, json_out: str | Path | None = None) -> EvaluationResult:
+             foreground_class: int = 1, json_out: str | Path | None = None,
+             num_classes: int | None = None, ignore: int | None = DEFAULT_IGNORE,
+             classes: Sequence[int] | None = None) -> EvaluationResult | ClassEvaluation:
     """Per-slice (streamed, one slice in memory) or whole-volume IoU, F1, MCC and AP.
 
     ``prediction``: foreground probabilities in [0, 1], (z, y, x) or (y, x).
     ``ground_truth``: class labels of the same shape; ``foreground_class`` is the positive class.
     ``json_out``: also write the result there (see :func:`.scores_file.write_scores_json`).
+
+    A K-class prediction (see :func:`.classes_run.holds_classes`) is scored by
+    :func:`.classes_run.evaluate_classes` (``num_classes``, ``ignore``, ``classes``) instead.
     """
-    prob = open_volume(prediction, ndim=(2, 3))
+    prob = open_volume(prediction, ndim=(2, 3, 4))
     truth = open_volume(ground_truth, ndim=(2, 3))
+    if holds_classes(prob, truth.ndim, num_classes):
+        if overlay_dir is not None:
+            raise MaskTwinsError("--overlay draws binary predictions; K-class overlays are not "
+                                 "written yet")
+        return evaluate_classes(prediction, ground_truth, num_classes, ignore, classes, json_out)
+    if classes is not None or num_classes is not None:
+        raise MaskTwinsError(f"--classes / --num-classes are for class maps and class "
+                             f"probabilities; {prediction} is one foreground probability")
+    if prob.ndim == 4:
+        raise MaskTwinsError(f"'{prediction}': expected a (y, x) or (z, y, x) volume, got shape "
+                             f"{tuple(prob.shape)}")
     if tuple(prob.shape) != tuple(truth.shape):
         raise MaskTwinsError(f"{prediction}: shape {tuple(prob.shape)} differs from the ground truth "
                              f"{ground_truth} {tuple(truth.shape)}")
