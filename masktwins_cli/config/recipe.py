@@ -198,6 +198,10 @@ def check_consistency(recipe: Recipe) -> None:
         if size and any(s % f for s, f in zip(size, factors)):
             raise MaskTwinsError(f"recipe key '{key}' = {list(size)}: each size must be divisible by "
                                  f"the network's down-sampling {list(factors)}")
+    if recipe.data.ignore_label < recipe.model.num_classes:
+        raise MaskTwinsError(f"recipe key 'data.ignore_label' = {recipe.data.ignore_label}: it is "
+                             f"one of the classes 0..{recipe.model.num_classes - 1} "
+                             "(model.num_classes); choose a value above them, e.g. 255")
     weights = recipe.method.class_weights
     if weights and len(weights) != recipe.model.num_classes:
         raise MaskTwinsError(f"recipe key 'method.class_weights' = {list(weights)}: expected "

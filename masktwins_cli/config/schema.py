@@ -62,6 +62,9 @@ class DataSection:
     val_raw: str = doc("single-volume form of [[data.val]] (older recipes): the validation image "
                        "URI", "")
     val_labels: str = doc("single-volume form of [[data.val]]: the validation labels", "")
+    ignore_label: int = doc("label value that counts nowhere: not in L_sup, not as foreground "
+                            "for crop placement (e.g. unlabeled regions; Cityscapes' 255); must "
+                            "not be a class (>= model.num_classes)", 255, min=0, max=65535)
     patch_size: tuple = doc("training crop size in voxels, (y, x) in 2D or (z, y, x) in 3D", (256, 256),
                             length=(2, 3), min=8, integer=True)
     normalization: str = doc("per-volume intensity normalisation before masking (zero = mean)", "zscore",

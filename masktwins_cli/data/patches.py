@@ -27,15 +27,19 @@ def as_zyx(array: np.ndarray) -> np.ndarray:
     return array[None] if array.ndim == 2 else array
 
 
-def check_labels(labels: np.ndarray, num_classes: int, name: str) -> None:
-    """Labels must be integers in [0, num_classes)."""
+def check_labels(labels: np.ndarray, num_classes: int, name: str,
+                 ignore_label: int | None = None) -> None:
+    """Labels must be integers in [0, num_classes), or ``ignore_label``."""
     if labels.dtype.kind not in "biu":
         raise MaskTwinsError(f"{name}: labels have dtype {labels.dtype}; expected integer class indices")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        found = np.unique(labels)
+    counted = labels if ignore_label is None else labels[labels != ignore_label]
+    if counted.size and (counted.min() < 0 or counted.max() >= num_classes):
+        found = np.unique(counted)
+        found = found[(found < 0) | (found >= num_classes)]
         shown = ", ".join(str(v) for v in found[:10]) + (" ..." if found.size > 10 else "")
+        ignored = "" if ignore_label is None else f" or {ignore_label} (data.ignore_label)"
         raise MaskTwinsError(f"{name}: label values {shown} outside the classes 0..{num_classes - 1} "
-                             "(model.num_classes)")
+                             f"(model.num_classes){ignored}")
 
 
 class VolumeCrops:
@@ -49,13 +53,16 @@ class VolumeCrops:
         num_classes: for checking the labels.
         names: (raw name, label name) for error messages.
         channel_targets: labels are channel-first 0/1 targets (crops come back float32).
+        ignore_label: a label value that is no class (allowed in the labels, never foreground).
     """
 
     def __init__(self, raw, stats: IntensityStats, labels=None, num_classes: int = 2,
-                 names: tuple[str, str] = ("raw", "labels"), channel_targets: bool = False):
+                 names: tuple[str, str] = ("raw", "labels"), channel_targets: bool = False,
+                 ignore_label: int | None = None):
         self.names = names
         self.stats = stats
         self.num_classes = num_classes
+        self.ignore_label = ignore_label
         self.channel_targets = channel_targets and labels is not None
         spatial = None if labels is None else tuple(labels.shape)[1 if self.channel_targets else 0:]
         if labels is not None and spatial != tuple(raw.shape):
@@ -68,7 +75,7 @@ class VolumeCrops:
         else:
             self.labels = None if labels is None else self._cache(labels)
         if isinstance(self.labels, np.ndarray) and not self.channel_targets:
-            check_labels(self.labels, num_classes, names[1])
+            check_labels(self.labels, num_classes, names[1], ignore_label)
         self.shape = (1, *raw.shape) if len(raw.shape) == 2 else tuple(raw.shape)
 
     @staticmethod
@@ -97,7 +104,7 @@ class VolumeCrops:
             return image, self.labels[(slice(None), *box)].astype(np.float32)
         labels = self._read(self.labels, box)
         if not isinstance(self.labels, np.ndarray):
-            check_labels(labels, self.num_classes, self.names[1])
+            check_labels(labels, self.num_classes, self.names[1], self.ignore_label)
         return image, labels.astype(np.int64)
 
 
@@ -134,7 +141,8 @@ def augment_pair(image: np.ndarray, labels: np.ndarray | None, spatial_dims: int
 
 
 def foreground_voxels(crops: VolumeCrops, max_voxels: int = 4_000_000) -> np.ndarray:
-    """(N, 3) int64 (z, y, x) positions of labeled foreground (label > 0) voxels of ``crops``.
+    """(N, 3) int64 (z, y, x) positions of labeled foreground (label > 0, not the ignore label)
+    voxels of ``crops``.
 
     Labels held in memory give every foreground voxel; a label volume read from disk is scanned
     on a regular sub-grid of about ``max_voxels`` voxels (positions are then multiples of the
@@ -145,10 +153,15 @@ def foreground_voxels(crops: VolumeCrops, max_voxels: int = 4_000_000) -> np.nda
     if crops.channel_targets:
         return np.argwhere(crops.labels.max(axis=0) > 0).astype(np.int64)
     if isinstance(crops.labels, np.ndarray):
-        return np.argwhere(crops.labels > 0).astype(np.int64)
+        return np.argwhere(_foreground(crops.labels, crops.ignore_label)).astype(np.int64)
     step = sample_step(crops.shape, max_voxels)
     sample = as_zyx(np.asarray(crops.labels[tuple(slice(None, None, step) for _ in crops.labels.shape)]))
-    return np.argwhere(sample > 0).astype(np.int64) * step
+    return np.argwhere(_foreground(sample, crops.ignore_label)).astype(np.int64) * step
+
+
+def _foreground(labels: np.ndarray, ignore_label: int | None) -> np.ndarray:
+    """label > 0 and not ``ignore_label``."""
+    return (labels > 0) if ignore_label is None else (labels > 0) & (labels != ignore_label)
 
 
 def start_around(voxel: Sequence[int], size: Sequence[int], shape: Sequence[int],

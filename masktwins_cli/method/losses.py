@@ -22,9 +22,16 @@ import torch.nn.functional as F
 
 
 def supervised_loss(logits: torch.Tensor, labels: torch.Tensor,
-                    class_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy on labeled voxels (weighted mean when class weights are given)."""
-    return F.cross_entropy(logits.float(), labels, weight=class_weights)
+                    class_weights: torch.Tensor | None = None,
+                    ignore_label: int | None = None) -> torch.Tensor:
+    """Mean cross-entropy on labeled voxels (weighted mean when class weights are given);
+    voxels labeled ``ignore_label`` count nowhere (a batch of ignored voxels only gives 0, with
+    a gradient of zeros)."""
+    if ignore_label is None:
+        return F.cross_entropy(logits.float(), labels, weight=class_weights)
+    if not bool((labels != ignore_label).any()):
+        return logits.float().sum() * 0.0
+    return F.cross_entropy(logits.float(), labels, weight=class_weights, ignore_index=ignore_label)
 
 
 def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,

@@ -66,7 +66,8 @@ def source_crops(recipe: Recipe, volume: RoleVolume) -> VolumeCrops:
         raise MaskTwinsError(f"recipe key '{volume.key('labels')}' is empty: training needs labels")
     labels_path = resolve_data_path(recipe, volume.labels)
     labels = open_volume(labels_path, ndim=(2, 3))
-    return VolumeCrops(raw, stats, labels, m.num_classes, (raw.uri, labels_path))
+    return VolumeCrops(raw, stats, labels, m.num_classes, (raw.uri, labels_path),
+                       ignore_label=recipe.data.ignore_label)
 
 
 def check_same_voxel_size(volumes: list[RoleVolume], crops: list[VolumeCrops], role: str) -> None:

@@ -201,7 +201,7 @@ class Run:
         r = self.recipe
         weights = (torch.tensor(r.method.class_weights, dtype=torch.float32, device=self.device)
                    if r.method.class_weights else None)
-        return objective_for(r.model.task, r.method, weights, r.data.cube_size)
+        return objective_for(r.model.task, r.method, weights, r.data.cube_size, r.data.ignore_label)
 
     def after_step(self, step: int) -> None:
         broadcast_buffers(self.model, self.dist)

@@ -69,9 +69,10 @@ class Objective:
 
 
 def objective_for(task: str, method, class_weights: torch.Tensor | None = None,
-                  cube_size: int = 3) -> Objective:
-    """Softmax segmentation (CE, delta) or sigmoid synapse detection (weighted BCE, per-channel
-    thresholds; ``cube_size`` for cube pseudo-labels) from the recipe's ``[method]`` section."""
+                  cube_size: int = 3, ignore_label: int | None = None) -> Objective:
+    """Softmax segmentation (CE, delta; source voxels labeled ``ignore_label`` count nowhere) or
+    sigmoid synapse detection (weighted BCE, per-channel thresholds; ``cube_size`` for cube
+    pseudo-labels) from the recipe's ``[method]`` section."""
     if task == "synapse":
         rebalance = method.bce_weighting == "rebalance"
 
@@ -102,7 +103,8 @@ def objective_for(task: str, method, class_weights: torch.Tensor | None = None,
                                  "pseudo_foreground": pseudo_foreground(labels, weights),
                                  "teacher_confidence": mean_top_probability(logits)}
 
-    return Objective(lambda lg, y: supervised_loss(lg, y, class_weights), softmax_pseudo,
+    return Objective(lambda lg, y: supervised_loss(lg, y, class_weights, ignore_label),
+                     softmax_pseudo,
                      lambda views, y, w: twin_cross_entropy(views, y, w, method.lambda_cl), "softmax")
 
 

@@ -34,7 +34,7 @@ class ValidationVolume:
         image, stats = open_image(recipe, volume.raw, volume.key("raw"))
         labels_path = resolve_data_path(recipe, volume.labels)
         labels = as_zyx(open_volume(labels_path, ndim=(2, 3)).read_all(VALIDATION_BYTES))
-        check_labels(labels, recipe.model.num_classes, labels_path)
+        check_labels(labels, recipe.model.num_classes, labels_path, recipe.data.ignore_label)
         pixels = normalize(as_zyx(image.read_all(VALIDATION_BYTES)), stats)
         if labels.shape != pixels.shape:
             raise MaskTwinsError(f"{labels_path}: shape {labels.shape} differs from the validation "
