@@ -275,6 +275,10 @@ class InferSection:
                     "the window's spatial axes (4 passes in 2-D, 8 in 3-D)", False)
     mask: str = doc("region-of-interest mask volume URI (non-zero = predict; the input's shape or "
                     "coarser); empty = everywhere. Output outside the mask is 0", "")
+    classes: str = doc("model.num_classes > 2: what infer writes, 'map' (the argmax class per "
+                       "voxel, uint8, the input's axes) or 'probabilities' (every class, float32, "
+                       "(K, z, y, x)); two classes always write the foreground probability",
+                       "map", choices=("map", "probabilities"))
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,10 @@ class OutputTarget:
     dataset: str
     staging_root: Path
     channels: int = 0
-    """0: one foreground channel with the input's axes; C > 0: C channels first (synapse: 2)."""
+    """0: one value per voxel with the input's axes; C > 0: C channels first (synapse: 2, or the
+    K class probabilities)."""
+    dtype: str = "float32"
+    """float32 probabilities, or uint8 for a class map."""
 
     @property
     def uri(self) -> str:
@@ -61,9 +64,10 @@ class OutputTarget:
         return ParsedUri("zarr", self.container, self.dataset)
 
     @classmethod
-    def prepare(cls, output: ParsedUri, source: ParsedUri, channels: int = 0) -> OutputTarget:
+    def prepare(cls, output: ParsedUri, source: ParsedUri, channels: int = 0,
+                dtype: str = "float32") -> OutputTarget:
         """Check the (parsed) output URI before any work: zarr, and not the ``source`` input.
-        ``channels``: see the ``channels`` field.
+        ``channels``, ``dtype``: see the fields.
 
         The staging folder is a fixed sibling of the container, named after container and
         dataset (``.pred.zarr.probabilities.partial``), so a rerun of the same command finds it.
@@ -73,7 +77,8 @@ class OutputTarget:
                                  "e.g. pred.zarr/probabilities")
         dataset = output.dataset or DEFAULT_DATASET
         name = f".{output.container.name}.{dataset.replace('/', '.')}{STAGING_SUFFIX}"
-        target = cls(output.container, dataset, output.container.parent / name, int(channels))
+        target = cls(output.container, dataset, output.container.parent / name, int(channels),
+                     str(dtype))
         if source.container.resolve() == target.container.resolve() and source.dataset == dataset:
             raise MaskTwinsError(f"output {output} is the input volume; inputs are never modified")
         final = target.container / dataset
@@ -111,7 +116,7 @@ class OutputTarget:
         return shape, chunks
 
     def create(self, folder: Path, volume, chunks_zyx: Sequence[int], provenance: dict) -> None:
-        """The empty output array in the zarr container ``folder``: float32 probabilities, the
+        """The empty output array in the zarr container ``folder``: ``dtype`` values, the
         input's shape (see :meth:`layout`), voxel size and offset.
 
         ``provenance`` (checkpoint, input, resolved recipe, fingerprint) is stored in the array's
@@ -121,7 +126,7 @@ class OutputTarget:
 
         staged = ParsedUri("zarr", folder, self.dataset)
         shape, chunks = self.layout(volume, chunks_zyx)
-        create_volume(staged, shape, np.float32, chunks, volume.voxel_size, volume.offset)
+        create_volume(staged, shape, np.dtype(self.dtype), chunks, volume.voxel_size, volume.offset)
         open_zarr_array(staged, writable=True).attrs.update({"masktwins": provenance})
 
     @staticmethod

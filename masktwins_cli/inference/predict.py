@@ -129,27 +129,44 @@ def load_inference_checkpoint(checkpoint: str | Path, overrides: Sequence[str] =
     return model.eval(), recipe, int(step) if isinstance(step, int) else None
 
 
+def output_layout(recipe: Recipe) -> tuple[int, str]:
+    """(channels, dtype) of what ``infer`` writes: (0, float32) the foreground probability of a
+    two-class model; (K, float32) the sigmoid channels of a synapse model or the class
+    probabilities of a K-class model (``infer.classes = 'probabilities'``); (0, uint8) the class
+    map of a K-class model (``infer.classes = 'map'``)."""
+    k = recipe.model.num_classes
+    if recipe.model.task == "synapse":
+        return k, "float32"
+    if k == 2:
+        return 0, "float32"
+    return (k, "float32") if recipe.infer.classes == "probabilities" else (0, "uint8")
+
+
 def output_channels(recipe: Recipe) -> int:
-    """Channels ``infer`` writes: 0 = the foreground probability alone (segmentation), 2 = both
-    sigmoid channels (pre, post) of a synapse model."""
-    return recipe.model.num_classes if recipe.model.task == "synapse" else 0
+    """Leading channels of the output (see :func:`output_layout`)."""
+    return output_layout(recipe)[0]
 
 
 def block_predictor(model, recipe: Recipe, plan: BlockPlan, stats,
                     device: torch.device) -> Predictor:
     """A :data:`~.pipeline.Predictor` with the recipe's window, overlap, batch size, blending,
-    autocast and TTA: the foreground probability (z, y, x) (softmax class 1) of a segmentation
-    model, or (C, z, y, x) sigmoid probabilities of a synapse model."""
-    synapse = recipe.model.task == "synapse"
-    settings = recipe_window_settings(recipe, plan.window)
+    autocast and TTA, giving what :func:`output_layout` says: the foreground probability
+    (z, y, x) (softmax class 1) of a two-class model, (C, z, y, x) sigmoid probabilities of a
+    synapse model, or a K-class model's class map (uint8 argmax) or class probabilities."""
+    channels, dtype = output_layout(recipe)
+    two_class = recipe.model.task != "synapse" and recipe.model.num_classes == 2
+    settings = recipe_window_settings(recipe, plan.window, "task" if two_class else None)
     weights = importance_map(plan.window, recipe.infer.blend, device)
 
     def predict(raw: np.ndarray, work: BlockWork, keep: np.ndarray | None = None) -> np.ndarray:
         probs = predict_box(model, raw, work.pad, work.positions(plan.window, keep), work.inner,
                             settings, device, stats.shift, stats.scale, weights)
+        if dtype == "uint8":  # the class map; class 0 outside the mask
+            classes = probs.argmax(axis=0).astype(np.uint8)
+            return classes if keep is None else classes * keep.astype(np.uint8)
         if keep is not None:
             probs *= keep
-        return probs if synapse else probs[0]
+        return probs if channels else probs[0]
 
     return predict
 
@@ -177,7 +194,7 @@ def run_manifest(checkpoint: str | Path, weights: str, recipe: Recipe, volume,
         "weights": weights,
         "infer": recipe_to_dict(recipe)["infer"],
         "amp": recipe.train.amp,
-        "output": {"uri": str(output.absolute()), "dtype": "float32",
+        "output": {"uri": str(output.absolute()), "dtype": output_layout(recipe)[1],
                    **({"channels": output_channels(recipe)} if output_channels(recipe) else {})},
         "plan": plan.as_dict(),
         "mask": None if mask is None else mask.describe(),
@@ -223,7 +240,7 @@ class InferSetup:
         if recipe.model.spatial_dims == 3 and len(volume.shape) == 2:
             raise MaskTwinsError(f"{input_uri}: a 2-D image, but checkpoint {checkpoint} holds a "
                                  "3-D model; give a (z, y, x) volume")
-        target = OutputTarget.prepare(destination, source, output_channels(recipe))
+        target = OutputTarget.prepare(destination, source, *output_layout(recipe))
         stats = intensity_stats(strided_sample(volume), recipe.data.normalization, str(input_uri))
         plan = plan_for(recipe, volume.shape)
         mask = RoiMask.open(recipe.infer.mask, volume.shape) if recipe.infer.mask else None
@@ -330,7 +347,7 @@ def staging_sink(plan: BlockPlan, volume, staging: Staging, target: OutputTarget
         raise MaskTwinsError(f"{staging.root}: the staging array {ARRAY}/{target.dataset} is "
                              "missing, so its recorded blocks cannot be trusted; pass --restart")
     shape, chunks = target.layout(volume, plan.chunks)
-    writer = create_volume(uri, shape, np.float32, chunks, volume.voxel_size,
+    writer = create_volume(uri, shape, np.dtype(target.dtype), chunks, volume.voxel_size,
                            volume.offset)  # reopens the staging array
     sink, flush = ZyxView(writer), chunk_flusher(uri)
 
