@@ -35,11 +35,13 @@ def three_class_run(tmp_path_factory):
     sections = {
         "data": {"root": str(folder), "patch_size": [32, 32], "augment": False,
                  "source": [{"raw": "d.zarr/raw", "labels": "d.zarr/labels"}],
-                 "target": [{"raw": "d.zarr/raw"}]},
+                 "target": [{"raw": "d.zarr/raw"}],
+                 "val": [{"raw": "d.zarr/raw", "labels": "d.zarr/labels"}]},
         "model": {"spatial_dims": 2, "features": [4, 4, 4, 4, 4], "num_classes": 3},
         "method": {"block_size": [8, 8], "adapt_start": 75},
         "train": {"iterations": 150, "batch_size": 2, "target_batch_size": 1, "device": "cpu",
-                  "lr": 0.01, "output_dir": str(folder / "run"), "threads": 1, "log_every": 10},
+                  "lr": 0.01, "output_dir": str(folder / "run"), "threads": 1, "log_every": 10,
+                  "val_every": 50},
         "infer": {"batch_size": 4},
     }
     (folder / "recipe.toml").write_text(toml_document(sections), encoding="utf-8")
@@ -71,3 +73,12 @@ def test_three_classes_infer_a_class_map_and_probabilities_that_evaluate_alike(t
         scores.append(json.loads(out.read_text()))
     assert scores[0]["confusion_matrix"] == scores[1]["confusion_matrix"]
     assert scores[0]["num_classes"] == 3 and scores[0]["miou"] > 0.5  # it learned the squares
+
+
+def test_three_class_validation_logs_the_miou_and_keeps_the_best(three_class_run):
+    from masktwins_cli.training.metrics_log import read_log
+
+    records = [r for r in read_log(three_class_run / "run" / "log.jsonl") if "val_miou" in r]
+    assert [r["step"] for r in records] == [50, 100, 150]
+    assert all(0.0 <= r["val_miou"] <= 1.0 and "val_iou" not in r for r in records)
+    assert (three_class_run / "run" / "best.pt").is_file()

@@ -212,7 +212,7 @@ class Run:
         if self.validator is None:
             return {}
         scores = self.validator(self.model)
-        self.state.last_score = scores["val_iou"]
+        self.state.last_score = scores[self.validator.score_key]
         return scores
 
     def checkpoint(self, step: int, final: bool) -> None:

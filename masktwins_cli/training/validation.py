@@ -16,6 +16,7 @@ from ..data.patches import as_zyx, check_labels
 from ..errors import MaskTwinsError
 from ..io.volumes import open_volume
 from ..runtime.windows import predict_array, recipe_window_settings
+from ..scoring.classes import class_scores, confusion_matrix
 from ..scoring.metrics import score_volume
 from .data import open_image
 
@@ -27,7 +28,7 @@ class ValidationVolume:
     """One labeled validation volume in memory."""
 
     image: np.ndarray  # float32 (z, y, x), normalised
-    truth: np.ndarray  # uint8 (z, y, x), 0/1 foreground
+    truth: np.ndarray  # (z, y, x): 0/1 foreground (two classes), class ids (K > 2)
 
     @classmethod
     def open(cls, recipe: Recipe, volume: RoleVolume) -> ValidationVolume:
@@ -39,6 +40,8 @@ class ValidationVolume:
         if labels.shape != pixels.shape:
             raise MaskTwinsError(f"{labels_path}: shape {labels.shape} differs from the validation "
                                  f"image {pixels.shape}")
+        if recipe.model.num_classes > 2:
+            return cls(pixels, labels)
         return cls(pixels, (labels == 1).astype(np.uint8))
 
 
@@ -59,18 +62,35 @@ class Validator:
         return cls([ValidationVolume.open(recipe, volume) for volume in listed], recipe, device)
 
     def __call__(self, model: torch.nn.Module) -> dict[str, float | None]:
+        """``val_iou``, ``val_f1``, ``val_mcc``, ``val_ap`` (two classes: the foreground), or
+        ``val_miou`` and ``val_pixel_accuracy`` from one confusion matrix over every volume
+        (K > 2; ``data.ignore_label`` left out); :attr:`score_key` is the one that picks
+        best.pt."""
         r = self.recipe
         was_training = model.training
         model.eval()
-        settings = recipe_window_settings(r, tta=False)  # the foreground class, as infer keeps
-        per_volume = []
+        k = r.model.num_classes
+        settings = recipe_window_settings(r, tta=False, channels=(1,) if k == 2 else None)
+        per_volume, matrix = [], np.zeros((k, k), np.int64)
         for volume in self.volumes:
             probs = predict_array(model, volume.image, settings, self.device)
+            if k > 2:
+                matrix += confusion_matrix(probs.argmax(axis=0), volume.truth, k,
+                                           r.data.ignore_label, where="validation labels")
+                continue
             scores = score_volume(probs[0], volume.truth, r.evaluate.threshold, r.evaluate.mode)
             per_volume.append(scores.as_dict())
         model.train(was_training)
+        if k > 2:
+            scores = class_scores(matrix)
+            return {"val_miou": scores.miou, "val_pixel_accuracy": scores.pixel_accuracy}
         return {f"val_{key}": mean_or_none([scores[key] for scores in per_volume])
                 for key in ("iou", "f1", "mcc", "ap")}
+
+    @property
+    def score_key(self) -> str:
+        """The validation score that selects best.pt."""
+        return "val_miou" if self.recipe.model.num_classes > 2 else "val_iou"
 
 
 def mean_or_none(values: list) -> float | None:
