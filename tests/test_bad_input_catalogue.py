@@ -373,6 +373,40 @@ def train_data(key: str, make: Callable[[Ctx], str]):
     return setup
 
 
+def train_tables(**tables):
+    """train with ``[[data.<role>]]`` tables instead of the tiny recipe's single-volume keys;
+    table values may be callables of the context (volumes made for the case)."""
+    def setup(ctx: Ctx):
+        ctx.out("run")
+        data = {"source_raw": "", "source_labels": "", "target_raw": ""}
+        for role, entries in tables.items():
+            data[role] = [entry(ctx) if callable(entry) else entry for entry in entries]
+        return ["train", ctx.recipe(data=data)]
+    return setup
+
+
+def source_at(voxel: tuple[float, float, float], name: str):
+    """A source volume table entry (raw + labels) written with voxel size ``voxel``."""
+    def make(ctx: Ctx) -> dict:
+        rng = np.random.default_rng(0)
+        write_volume(f"{ctx.tmp}/{name}.zarr/raw", rng.integers(0, 255, (2, 32, 32), np.uint8), voxel)
+        write_volume(f"{ctx.tmp}/{name}.zarr/labels", np.zeros((2, 32, 32), np.uint8), voxel)
+        return {"raw": f"{ctx.tmp}/{name}.zarr/raw", "labels": f"{ctx.tmp}/{name}.zarr/labels"}
+    return make
+
+
+def class_map_eval(*options: str, truth_values=(0, 1, 2)):
+    """evaluate a 3-class map against a truth holding ``truth_values``."""
+    def setup(ctx: Ctx):
+        rng = np.random.default_rng(0)
+        truth = np.asarray(truth_values, np.uint8)[rng.integers(0, len(truth_values), (2, 16, 16))]
+        write(f"{ctx.tmp}/truth.zarr/labels", truth)
+        write(f"{ctx.tmp}/pred.zarr/map", rng.integers(0, 3, (2, 16, 16)).astype(np.uint8))
+        return ["evaluate", f"{ctx.tmp}/pred.zarr/map", f"{ctx.tmp}/truth.zarr/labels",
+                "--num-classes", "3", "--json", ctx.out("s.json"), *options]
+    return setup
+
+
 def train_output_dir_file(ctx: Ctx):
     recipe = ctx.recipe()
     ctx.out("notes.txt").write_text("a file\n")
@@ -727,6 +761,35 @@ CASES = [
          "{tmp}/bad.zarr"),
     case("train", "cuda-without-gpu", train_with("--set", "train.device=cuda"), "train.device",
          marks=[NO_GPU]),
+    case("train", "sources-of-two-voxel-sizes",
+         train_tables(source=[source_at((1.0, 1.0, 1.0), "a"), source_at((1.0, 2.0, 2.0), "b")],
+                      target=[{"raw": "data/tiny.zarr/raw"}]),
+         "'data.source[1].raw'", "'data.source[0].raw'", "voxel size"),
+    case("train", "both-volume-forms",
+         train_with(data={"source": [{"raw": "data/tiny.zarr/raw", "labels": "data/tiny.zarr/labels"}]}),
+         "data.source_raw", "[[data.source]] tables both"),
+    case("train", "target-table-with-labels",
+         train_tables(source=[source_at((1.0, 1.0, 1.0), "a")],
+                      target=[{"raw": "data/tiny.zarr/raw", "labels": "data/tiny.zarr/labels"}]),
+         "'data.target[0].labels'", "unlabeled"),
+    case("train", "source-weight-negative",
+         train_tables(source=[{"raw": "data/tiny.zarr/raw", "labels": "data/tiny.zarr/labels",
+                               "weight": -1.0}]), "'data.source[0].weight'"),
+    case("train", "source-weights-partial",
+         train_tables(source=[{**entry, "weight": w} if w else entry for entry, w in (
+             ({"raw": "data/tiny.zarr/raw", "labels": "data/tiny.zarr/labels"}, 2.0),
+             ({"raw": "data/tiny.zarr/raw", "labels": "data/tiny.zarr/labels"}, 0.0))],
+             target=[{"raw": "data/tiny.zarr/raw"}]), "'data.source[1].weight' is 0"),
+    case("train", "val-table-without-labels",
+         train_tables(source=[source_at((1.0, 1.0, 1.0), "a")], val=[{"raw": "data/tiny.zarr/raw"}]),
+         "'data.val[0].labels' is empty"),
+    case("train", "source-table-unknown-key",
+         train_tables(source=[{"raw": "data/tiny.zarr/raw", "label": "data/tiny.zarr/labels"}]),
+         "'data.source[0].label'", "did you mean 'labels'"),
+    case("train", "no-source-volume", train_tables(target=[{"raw": "data/tiny.zarr/raw"}]),
+         "[[data.source]]", "empty"),
+    case("train", "ignore-label-is-a-class", train_with(data={"ignore_label": 1}),
+         "'data.ignore_label' = 1"),
     case("train", "raw-complex", train_data("source_raw", volume((3, 32, 32), np.complex64)),
          "{tmp}/odd.zarr"),
     # recipe
@@ -837,6 +900,13 @@ CASES = [
     case("evaluate", "prediction-uint8-255",
          evaluate(lambda ctx: write(f"{ctx.tmp}/pred.zarr/p", np.full((2, 32, 32), 255, np.uint8))),
          "{tmp}/pred.zarr/p", "[0, 1]"),
+    case("evaluate", "classes-truth-outside-the-classes", class_map_eval(truth_values=(0, 1, 7)),
+         "{tmp}/truth.zarr/labels", "7", "0..2 or 255"),
+    case("evaluate", "classes-subset-outside", class_map_eval("--classes", "0,5"),
+         "--classes 5", "outside the 3 classes"),
+    case("evaluate", "classes-subset-not-numbers", class_map_eval("--classes", "0,x"),
+         "--classes '0,x'"),
+    case("evaluate", "num-classes-one", class_map_eval("--num-classes", "1"), "--num-classes 1"),
     case("evaluate", "class-probabilities-wrong-shape",
          evaluate(lambda ctx: ctx.image("pred.zarr/p", (2, 2, 16, 32))), "{tmp}/pred.zarr/p",
          "does not match"),
