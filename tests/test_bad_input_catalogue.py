@@ -497,7 +497,9 @@ def infer_mask_wrong_shape(ctx: Ctx):
 
 
 def zarr_group(ctx: Ctx) -> str:
+    """A group of two images: no one array it stands for (one image would be read as it)."""
     ctx.image("in.zarr/raw")
+    ctx.image("in.zarr/other")
     return f"{ctx.tmp}/in.zarr"
 
 

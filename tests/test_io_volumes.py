@@ -236,12 +236,16 @@ def test_missing_datasets_list_what_is_there(tmp_path, volume):
     assert "f.h5" in message and "g/raw" in message
 
 
-def test_group_uris_are_errors(tmp_path, volume):
+def test_group_uris_are_errors_unless_the_group_is_one_ome_image(tmp_path, volume):
     write_volume(tmp_path / "c.zarr/g/raw", volume, voxel_size=(1, 1, 1))
+    write_volume(tmp_path / "c.zarr/g/other", volume, voxel_size=(1, 1, 1))
     write_volume(tmp_path / "f.h5:/g/raw", volume, voxel_size=(1, 1, 1))
     for uri in [f"{tmp_path}/c.zarr/g", f"{tmp_path}/c.zarr", f"{tmp_path}/f.h5:/g"]:
         message = error_for(uri)
         assert "group" in message and uri.split(":")[0] in message and "raw" in message
+    write_volume(tmp_path / "one.zarr/image/raw", volume, voxel_size=(1, 1, 1))
+    opened = open_volume(f"{tmp_path}/one.zarr/image")  # an OME image group: its one array
+    assert opened.uri.endswith("one.zarr/image/raw") and opened.shape == volume.shape
 
 
 def test_corrupt_files(tmp_path, volume):

@@ -102,7 +102,10 @@ def test_tiff_slices_glob_and_voxel_size_option(tmp_path):
     assert voxel(tmp_path / "o.zarr/labels") == (50.0, 4.6, 4.6)
     attrs = zarr.open_group(str(tmp_path / "o.zarr"), mode="r").attrs.asdict()
     paths = [d["path"] for image in attrs["ome"]["multiscales"] for d in image["datasets"]]
-    assert sorted(paths) == ["labels", "raw"]  # OME-Zarr metadata written by write_volume
+    assert paths == ["raw"]  # the image; the labels are an OME-Zarr label image of it:
+    labels = zarr.open_group(str(tmp_path / "o.zarr"), path="labels", mode="r").attrs.asdict()
+    assert labels["ome"]["labels"] == ["classes"]
+    assert open_volume(str(tmp_path / "o.zarr/labels")).uri.endswith("o.zarr/labels/classes/0")
     assert attrs["masktwins_prepare"]["label_decoding"] == "191->1, 223->2, others 0"
 
 

@@ -268,6 +268,55 @@ def update_ome_multiscales(parsed: ParsedUri, axes: list[str], voxel_size, offse
     group.attrs.update({"ome": holder} if is_v3 else holder)
 
 
+def set_ome_attribute(container: Path, group_path: str, key: str, value: Any) -> None:
+    """Set ``key`` in the OME metadata of the zarr group ``group_path`` of ``container``
+    (under ``ome`` in zarr v3 / OME-Zarr 0.5, at the top in v2 / 0.4)."""
+    group = zarr.open_group(str(container), path=group_path, mode="r+", use_consolidated=False)
+    if group.metadata.zarr_format == 3:
+        holder = dict(group.attrs.asdict().get("ome", {"version": "0.5"}))
+        holder[key] = value
+        group.attrs.update({"ome": holder})
+    else:
+        group.attrs.update({key: value})
+
+
+def _group_ome(node_dir: Path) -> dict:
+    """The OME metadata of a zarr group folder (v3 ``attributes.ome`` or v2 ``.zattrs``)."""
+    try:
+        if (node_dir / "zarr.json").is_file():
+            attrs = json.loads((node_dir / "zarr.json").read_text()).get("attributes", {})
+            return attrs.get("ome", {}) if isinstance(attrs, dict) else {}
+        if (node_dir / ".zattrs").is_file():
+            attrs = json.loads((node_dir / ".zattrs").read_text())
+            return attrs if isinstance(attrs, dict) else {}
+    except (OSError, ValueError):
+        return {}
+    return {}
+
+
+def image_array_of(parsed: ParsedUri) -> ParsedUri:
+    """The array an OME-Zarr group stands for, so users may name the group: a ``labels`` group
+    holding one label image -> that image; an image group with one multiscales -> its first
+    (full-resolution) dataset. Any other URI is returned unchanged."""
+    for _ in range(4):  # labels -> label image -> its level 0
+        node_dir = zarr_node_dir(parsed)
+        if parsed.kind != "zarr" or zarr_node_type(node_dir) != "group":
+            return parsed
+        ome = _group_ome(node_dir)
+        labels, multiscales = ome.get("labels"), ome.get("multiscales")
+        if isinstance(labels, list) and len(labels) == 1 and isinstance(labels[0], str):
+            child = labels[0]
+        elif isinstance(multiscales, list) and len(multiscales) == 1 and \
+                isinstance(multiscales[0], dict) and multiscales[0].get("datasets"):
+            child = str(multiscales[0]["datasets"][0].get("path", ""))
+        else:
+            return parsed
+        if not child or child in (".", "..") or "/" in child.strip("/"):
+            return parsed
+        parsed = ParsedUri("zarr", parsed.container, f"{parsed.dataset}/{child}".strip("/"))
+    return parsed
+
+
 # ---------------------------------------------------------------------------------------- HDF5
 def list_hdf5_datasets(group: h5py.Group) -> list[str]:
     """Paths of all datasets below an HDF5 group, relative to it."""

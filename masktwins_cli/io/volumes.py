@@ -25,10 +25,12 @@ from masktwins_cli.io.atomic import atomic_path
 from masktwins_cli.io.backends import (
     ParsedUri,
     ensure_zarr_parents,
+    image_array_of,
     open_array,
     open_hdf5_file,
     parse_uri,
     reported_as,
+    set_ome_attribute,
     update_ome_multiscales,
     zarr_array_exists,
     zarr_node_dir,
@@ -286,8 +288,10 @@ class WritableVolume(Volume):
 
 
 def open_volume(uri: str | Path | ParsedUri, ndim: int | tuple[int, ...] | None = None) -> Volume:
-    """Open a volume read-only (metadata only); ``ndim`` = allowed number(s) of dimensions."""
-    parsed = parse_uri(uri)
+    """Open a volume read-only (metadata only); ``ndim`` = allowed number(s) of dimensions. A
+    zarr URI may name an OME-Zarr group that stands for one array (``x.zarr/labels``: its one
+    label image; an image group: its full resolution, see :func:`image_array_of`)."""
+    parsed = image_array_of(parse_uri(uri))
     array, meta = _open(parsed)
     if np.dtype(meta.dtype).kind not in "biuf":
         _close(array)
@@ -327,6 +331,33 @@ def create_volume(uri: str | Path | ParsedUri, shape: tuple[int, ...], dtype: An
     _new_zarr_array(zarr_node_dir(parsed), meta, zarr_format, fill_value)
     update_ome_multiscales(parsed, axis_names(meta.ndim), meta.voxel_size, meta.offset)
     return WritableVolume(parsed, meta)
+
+
+LABEL_IMAGE = "classes"
+"""Name of the label image ``prepare`` writes (``x.zarr/labels/classes/0``; ``x.zarr/labels``
+names it too)."""
+LABEL_COLOURS = ((0, 0, 0, 0), (255, 64, 64, 255), (64, 160, 255, 255), (80, 220, 80, 255),
+                 (255, 200, 40, 255), (200, 80, 255, 255), (40, 220, 220, 255))
+
+
+def write_label_image(container: str | Path, array: np.ndarray, voxel_size: tuple[float, ...],
+                      offset: tuple[float, ...] | None = None, chunks: tuple[int, ...] | None = None,
+                      name: str = LABEL_IMAGE, overwrite: bool = False) -> Volume:  # fmt: skip
+    """Write class ids as an OME-Zarr label image of the image in ``container``:
+    ``labels/<name>/0`` (the array, with its multiscales in ``labels/<name>``), the
+    ``image-label`` metadata (colours of the classes, the source image two levels up) and the
+    ``labels`` group listing it, as viewers (napari) and validators expect."""
+    container = Path(container)
+    written = write_volume(f"{container}/labels/{name}/0", array, voxel_size, offset, chunks,
+                           overwrite)
+    present = [int(v) for v in np.unique(array) if 0 < int(v) < 256][:64]
+    colours = [{"label-value": v, "rgba": list(LABEL_COLOURS[(v - 1) % (len(LABEL_COLOURS) - 1) + 1])}
+               for v in present]
+    with reported_as(f"cannot write the label metadata of '{container}'"):
+        set_ome_attribute(container, f"labels/{name}", "image-label",
+                          {"colors": colours, "source": {"image": "../../"}})
+        set_ome_attribute(container, "labels", "labels", [name])
+    return written
 
 
 def write_volume(uri: str | Path | ParsedUri, array: np.ndarray, voxel_size: tuple[float, ...],

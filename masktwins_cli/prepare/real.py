@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import MaskTwinsError
 from ..io.atomic import swap_in
 from ..io.backends import zarr_node_type
-from ..io.volumes import write_volume
+from ..io.volumes import write_label_image, write_volume
 from .presets import StackJob, preset_jobs
 from .stacks import (
     LabelDecoder,
@@ -204,7 +204,7 @@ def _stage(job: StackJob, images: StackSource, labels: StackSource | None,
     write_volume(f"{staging}/raw", raw, voxel, chunks=chunks)
     foreground = None
     if label_array is not None:
-        write_volume(f"{staging}/labels", label_array, voxel, chunks=chunks)
+        write_label_image(staging, label_array, voxel, chunks=chunks)
         foreground = float(np.count_nonzero(label_array)) / max(label_array.size, 1)
     decoding = None if labels is None else job.decoder.describe()
     _record(staging, job, images, labels, decoding)

@@ -12,12 +12,13 @@ Layout of OUT_DIR::
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MaskTwinsError
 from ..io.atomic import write_text_atomic
-from ..io.volumes import write_volume
+from ..io.volumes import write_label_image, write_volume
 from .synthetic_layout import VOLUMES, chunks_for
 
 TASKS = ("mito", "synapse")
@@ -62,10 +63,14 @@ def prepare_synthetic(out_dir: str | Path, task: str = "mito", dims: int = 2, se
     for name in VOLUMES:
         volume = getattr(pair, name)
         chunks = chunks_for(volume.raw.shape, dims)
-        for dataset, array in (("raw", volume.raw), ("labels", volume.labels)):
-            uri = str(out / f"{name}.zarr" / dataset)
-            write_volume(uri, array, volume.voxel_size, chunks=chunks, overwrite=overwrite)
-            uris[f"{name}/{dataset}"] = uri
+        container = out / f"{name}.zarr"
+        if overwrite and (container / "labels").exists():  # also an older layout's labels array
+            shutil.rmtree(container / "labels")
+        write_volume(f"{container}/raw", volume.raw, volume.voxel_size, chunks=chunks,
+                     overwrite=overwrite)
+        write_label_image(container, volume.labels, volume.voxel_size, chunks=chunks,
+                          overwrite=overwrite)  # read as {name}.zarr/labels
+        uris[f"{name}/raw"], uris[f"{name}/labels"] = f"{container}/raw", f"{container}/labels"
         shapes[name] = tuple(volume.raw.shape)
         foreground[name] = float(volume.labels.mean())
     meta = {"task": task, "dims": dims, "seed": seed, "volumes": uris,
