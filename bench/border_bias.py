@@ -32,7 +32,7 @@ import torch
 
 from masktwins_cli.data.normalization import intensity_stats, normalize, strided_sample
 from masktwins_cli.errors import MaskTwinsError
-from masktwins_cli.inference.predict import load_for_inference
+from masktwins_cli.inference.checkpoint import load_for_inference
 from masktwins_cli.io.volumes import open_volume
 from masktwins_cli.runtime.windows import predict_block
 

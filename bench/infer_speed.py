@@ -214,7 +214,7 @@ def main(argv=None) -> int:
 
 
 def _model(checkpoint: Path, device: torch.device):
-    from masktwins_cli.inference.predict import load_for_inference
+    from masktwins_cli.inference.checkpoint import load_for_inference
 
     model, recipe = load_for_inference(checkpoint)
     return model.to(device), recipe

@@ -132,9 +132,10 @@ def infer_with_daisy(checkpoint: str | Path, input_uri: str, output_uri: str, wo
     (default: 127.0.0.1 for local workers, daisy's detected address of this machine, or
     ``DAISY_HOST``, with a template). ``threads``: torch threads per worker (default: see
     :func:`worker_threads` locally; the worker's own cores with a template). ``mask``, ``tta``:
-    see :func:`~.predict.infer_overrides`.
+    see :func:`~.checkpoint.infer_overrides`.
     """
-    from .predict import InferResult, InferSetup, discard_if_empty, finish, infer_overrides
+    from .checkpoint import infer_overrides
+    from .predict import InferResult, InferSetup, discard_if_empty, finish
 
     started = time.perf_counter()
     check_options(workers, worker_command)

@@ -25,9 +25,9 @@ from ..io.backends import (
     ParsedUri,
     open_zarr_array,
     parse_uri,
-    update_ome_multiscales,
     zarr_node_type,
 )
+from ..io.ome import update_ome_multiscales
 from .records import ARRAY, STAGING_SUFFIX, claim_path
 
 DEFAULT_DATASET = "probabilities"

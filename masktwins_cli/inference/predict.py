@@ -14,7 +14,6 @@ written, so an interrupted run never leaves an output that looks complete. An RO
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,17 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config.recipe import apply_overrides, recipe_from_dict, recipe_to_dict
+from ..config.recipe import recipe_to_dict
 from ..config.schema import Recipe
 from ..data.normalization import intensity_stats, strided_sample
 from ..errors import MaskTwinsError
 from ..io.backends import ParsedUri, parse_uri, zarr_node_type
-from ..io.checkpoints import load_checkpoint
 from ..io.locks import OutputLock
 from ..runtime.device import resolve_device
-from ..runtime.networks import build_from_recipe, load_weights
 from ..runtime.windows import importance_map, predict_box, recipe_window_settings
 from .blocks import BlockPlan, BlockWork, ZyxView
+from .checkpoint import infer_overrides, load_inference_checkpoint
 from .output import OutputTarget, chunk_flusher
 from .pipeline import BlockCounts, Predictor, predict_blocks
 from .records import (
@@ -80,53 +78,6 @@ class InferResult:
     shard: tuple[int, int] | None = None
     channels: int = 0
     unfinished: str = ""  # the checkpoint's progress when its run had not finished
-
-
-def infer_overrides(overrides: Sequence[str] = (), mask: str | None = None,
-                    tta: bool = False) -> tuple[str, ...]:
-    """The ``--set`` overrides with the shortcuts ``--mask URI`` (``infer.mask``) and ``--tta``
-    (``infer.tta = true``) appended, as every process of a run (and its daisy workers) applies
-    them to the checkpoint's recipe."""
-    return (*overrides, *([f"infer.mask={json.dumps(str(mask))}"] if mask else []),
-            *(["infer.tta=true"] if tta else []))
-
-
-def load_for_inference(checkpoint: str | Path, overrides: Sequence[str] = (),
-                       weights: str = "student") -> tuple[torch.nn.Module, Recipe]:
-    """The network of a checkpoint (student or EMA teacher weights) and its recipe."""
-    model, recipe, _ = load_inference_checkpoint(checkpoint, overrides, weights)
-    return model, recipe
-
-
-def load_inference_checkpoint(checkpoint: str | Path, overrides: Sequence[str] = (),
-                              weights: str = "student") -> tuple[torch.nn.Module, Recipe, int | None]:
-    """:func:`load_for_inference` and the training step the checkpoint was written at (None
-    when it does not say): a step below ``train.iterations`` is an unfinished run."""
-    path = Path(checkpoint)
-    payload = load_checkpoint(path)
-    bad = [o for o in overrides if not o.strip().startswith("infer.")]
-    if bad:
-        raise MaskTwinsError(f"--set {bad[0]!r}: infer takes only [infer] overrides; the network "
-                             f"comes from the checkpoint {path}")
-    if not isinstance(payload.get("recipe"), dict):
-        raise MaskTwinsError(f"checkpoint {path} has no recipe")
-    try:
-        recipe_from_dict(payload["recipe"])
-    except MaskTwinsError as err:
-        raise MaskTwinsError(f"checkpoint {path}: its recipe does not validate here: {err}") from None
-    try:
-        recipe = recipe_from_dict(apply_overrides(payload["recipe"], list(overrides)))
-    except MaskTwinsError as err:  # the checkpoint's recipe is fine: an override is at fault
-        raise MaskTwinsError(f"--set: {err}") from None
-    if weights not in ("student", "teacher"):
-        raise MaskTwinsError(f"--weights {weights!r}: expected student or teacher")
-    state = payload.get("model") if weights == "student" else payload.get("teacher")
-    if state is None:
-        raise MaskTwinsError(f"checkpoint {path} has no {weights} weights (EMA was off)")
-    model = build_from_recipe(recipe)
-    load_weights(model, state, path)
-    step = payload.get("step")
-    return model.eval(), recipe, int(step) if isinstance(step, int) else None
 
 
 def output_layout(recipe: Recipe) -> tuple[int, str]:

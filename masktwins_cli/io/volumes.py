@@ -8,7 +8,6 @@ of voxel 0) have one entry per spatial axis, (z, y, x) order.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import shutil
@@ -24,17 +23,20 @@ from masktwins_cli.errors import MaskTwinsError
 from masktwins_cli.io.atomic import atomic_path
 from masktwins_cli.io.backends import (
     ParsedUri,
+    attrs_calibration,
     ensure_zarr_parents,
-    image_array_of,
-    open_array,
+    open_hdf5_dataset,
     open_hdf5_file,
+    open_tiff,
+    open_zarr_array,
     parse_uri,
     reported_as,
-    set_ome_attribute,
-    update_ome_multiscales,
+    tiff_calibration,
     zarr_array_exists,
     zarr_node_dir,
 )
+from masktwins_cli.io.indexing import EVERY_CHUNK_ATTR, check_chunks_present, split_basic_index
+from masktwins_cli.io.ome import image_array_of, update_ome_multiscales, zarr_calibration
 
 _AXES_TEXT = {2: "2-D (y,x)", 3: "3-D (z,y,x)", 4: "4-D (c,z,y,x)"}
 
@@ -106,6 +108,24 @@ def _new_meta(parsed: ParsedUri, shape, dtype, chunks, voxel_size, offset) -> Vo
     return _make_meta(shape, dtype, chunks, voxel_size, offset, parsed, exact=True)
 
 
+def open_array(parsed: ParsedUri, writable: bool = False) -> tuple[Any, tuple, tuple[Any, Any]]:
+    """Open the dataset a URI names: (array, chunks, (voxel_size, offset)), calibration raw or
+    None. ``array`` (zarr.Array, h5py.Dataset or TiffStack) has shape/dtype and takes one int or
+    positive-step slice per axis; h5py/TIFF arrays hold their open file in ``array.file``.
+    Contiguous HDF5 and TIFF get chunks of whole slices (1, y, x); only zarr opens writable."""
+    if parsed.kind == "zarr":
+        array = open_zarr_array(parsed, writable)
+        chunks = getattr(array, "shards", None) or array.chunks
+        return array, chunks, zarr_calibration(parsed, array)
+    if writable:
+        raise MaskTwinsError(f"'{parsed}': only zarr arrays can be written block by block")
+    array = open_hdf5_dataset(parsed) if parsed.kind == "hdf5" else open_tiff(parsed)
+    slices = (1,) * (len(array.shape) - 2) + array.shape[-2:]
+    if parsed.kind == "hdf5":
+        return array, array.chunks or slices, attrs_calibration(array.attrs)
+    return array, slices, tiff_calibration(array.file, len(array.shape))
+
+
 def _open(parsed: ParsedUri, writable: bool = False) -> tuple[Any, VolumeMeta]:
     """Open the array a URI names and validate its metadata; failures are MaskTwinsErrors."""
     with reported_as(f"cannot read the metadata of '{parsed}'"):
@@ -117,67 +137,6 @@ def _close(array: Any) -> None:
     """Close the file behind an array from :func:`_open` (zarr arrays hold none)."""
     if hasattr(array, "file"):
         array.file.close()
-
-
-# ------------------------------------------------------------------------------ missing chunks
-EVERY_CHUNK_ATTR = "masktwins_every_chunk_stored"
-"""Attribute of a zarr array written whole by masktwins (``write_volume``: prepare, synthetic
-data) with every chunk stored, even chunks equal to the fill value. In such an array a missing
-chunk file is damage (a lost file, an interrupted copy) and reading it is an error naming the
-chunk. In any other zarr array a missing chunk means "equal to the fill value", as the zarr
-format defines it, and reads as that value: zarr writers commonly skip such chunks, so their
-absence cannot be told from loss."""
-
-
-def check_chunks_present(array: Any, key: tuple, uri: str, directory: Path) -> None:
-    """MaskTwinsError naming the first chunk of ``key`` (a tuple of ints and step slices) whose
-    file is missing from ``directory``."""
-    ranges = []
-    for item, size, chunk in zip(key, array.shape, array.chunks):
-        if isinstance(item, slice):
-            start, stop, _ = item.indices(size)
-        else:
-            start, stop = item, item + 1
-        if stop <= start:
-            return
-        ranges.append(range(start // chunk, (stop - 1) // chunk + 1))
-    for coords in itertools.product(*ranges):
-        name = array.metadata.encode_chunk_key(coords)
-        if not (directory / name).is_file():
-            raise MaskTwinsError(f"'{uri}': chunk {name} is missing; this array was written whole, "
-                                 "so the file was lost or damaged (copy it again, or prepare the "
-                                 "volume again)")
-
-
-# ------------------------------------------------------------------------------------ indexing
-def _split_basic_index(key: Any, shape: tuple[int, ...]) -> tuple[tuple, tuple]:
-    """Split a numpy basic index into backend_key, one in-bounds int or positive-step slice per
-    axis (what zarr/h5py take), and post, applied to the result: reverses steps, adds None axes."""
-    items = key if isinstance(key, tuple) else (key,)
-    ellipses = sum(item is Ellipsis for item in items)
-    n_indexed = sum(item is not None and item is not Ellipsis for item in items)
-    if ellipses > 1 or n_indexed > len(shape):
-        raise IndexError(f"invalid index {key!r} for a volume of shape {shape}")
-    fill = [slice(None)] * (len(shape) - n_indexed)
-    expanded = [part for item in items for part in (fill if item is Ellipsis else [item])]
-    backend, post, axes = [], [], iter(range(len(shape)))
-    for item in expanded + ([] if ellipses else fill):
-        if item is None:
-            post.append(None)
-            continue
-        axis = next(axes)
-        if isinstance(item, slice):
-            picked = range(*item.indices(shape[axis]))
-            ordered = picked if picked.step > 0 else picked[::-1]
-            backend.append(slice(ordered[0], ordered[-1] + 1, ordered.step) if picked else slice(0))
-            post.append(slice(None, None, -1) if picked.step < 0 else slice(None))
-        elif isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
-            if not -shape[axis] <= item < shape[axis]:
-                raise IndexError(f"index {item} is out of bounds for axis {axis} of {shape}")
-            backend.append(int(item) % shape[axis])
-        else:
-            raise TypeError(f"volumes support basic indexing only, got {type(item).__name__}")
-    return tuple(backend), tuple(post)
 
 
 def _check_box(box: Any, shape: tuple[int, ...], uri: str) -> tuple[slice, ...]:
@@ -224,7 +183,7 @@ class Volume:
         return self._handle
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        backend_key, post = _split_basic_index(key, self.shape)
+        backend_key, post = split_basic_index(key, self.shape)
         array = self._array()
         if self._every_chunk_stored(array):
             check_chunks_present(array, backend_key, self.uri, zarr_node_dir(self._parsed))
@@ -331,33 +290,6 @@ def create_volume(uri: str | Path | ParsedUri, shape: tuple[int, ...], dtype: An
     _new_zarr_array(zarr_node_dir(parsed), meta, zarr_format, fill_value)
     update_ome_multiscales(parsed, axis_names(meta.ndim), meta.voxel_size, meta.offset)
     return WritableVolume(parsed, meta)
-
-
-LABEL_IMAGE = "classes"
-"""Name of the label image ``prepare`` writes (``x.zarr/labels/classes/0``; ``x.zarr/labels``
-names it too)."""
-LABEL_COLOURS = ((0, 0, 0, 0), (255, 64, 64, 255), (64, 160, 255, 255), (80, 220, 80, 255),
-                 (255, 200, 40, 255), (200, 80, 255, 255), (40, 220, 220, 255))
-
-
-def write_label_image(container: str | Path, array: np.ndarray, voxel_size: tuple[float, ...],
-                      offset: tuple[float, ...] | None = None, chunks: tuple[int, ...] | None = None,
-                      name: str = LABEL_IMAGE, overwrite: bool = False) -> Volume:  # fmt: skip
-    """Write class ids as an OME-Zarr label image of the image in ``container``:
-    ``labels/<name>/0`` (the array, with its multiscales in ``labels/<name>``), the
-    ``image-label`` metadata (colours of the classes, the source image two levels up) and the
-    ``labels`` group listing it, as viewers (napari) and validators expect."""
-    container = Path(container)
-    written = write_volume(f"{container}/labels/{name}/0", array, voxel_size, offset, chunks,
-                           overwrite)
-    present = [int(v) for v in np.unique(array) if 0 < int(v) < 256][:64]
-    colours = [{"label-value": v, "rgba": list(LABEL_COLOURS[(v - 1) % (len(LABEL_COLOURS) - 1) + 1])}
-               for v in present]
-    with reported_as(f"cannot write the label metadata of '{container}'"):
-        set_ome_attribute(container, f"labels/{name}", "image-label",
-                          {"colors": colours, "source": {"image": "../../"}})
-        set_ome_attribute(container, "labels", "labels", [name])
-    return written
 
 
 def write_volume(uri: str | Path | ParsedUri, array: np.ndarray, voxel_size: tuple[float, ...],

@@ -31,7 +31,8 @@ import numpy as np
 from ..errors import MaskTwinsError
 from ..io.atomic import swap_in
 from ..io.backends import zarr_node_type
-from ..io.volumes import write_label_image, write_volume
+from ..io.labels import write_label_image
+from ..io.volumes import write_volume
 from .presets import StackJob, preset_jobs
 from .stacks import (
     LabelDecoder,

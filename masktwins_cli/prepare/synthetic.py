@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ..errors import MaskTwinsError
 from ..io.atomic import write_text_atomic
-from ..io.volumes import write_label_image, write_volume
+from ..io.labels import write_label_image
+from ..io.volumes import write_volume
 from .synthetic_layout import VOLUMES, chunks_for
 
 TASKS = ("mito", "synapse")
