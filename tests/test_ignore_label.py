@@ -80,3 +80,48 @@ def test_a_three_class_run_trains_with_an_ignored_region(tmp_path):
 def test_an_ignore_label_that_is_a_class_is_refused(tmp_path):
     with pytest.raises(MaskTwinsError, match="'data.ignore_label' = 2: it is one of the classes 0..2"):
         load_recipe(recipe_with(tmp_path, ignore_label=2))
+
+
+def test_scores_over_counted_voxels_leave_the_ignored_ones_out():
+    from masktwins_cli.scoring.metrics import score_counted, score_volume
+
+    rng = np.random.default_rng(1)
+    truth = rng.random((3, 16, 16)) > 0.6
+    prob = np.clip(truth + rng.normal(0, 0.4, truth.shape), 0, 1).astype(np.float32)
+    counted = np.ones(truth.shape, bool)
+    counted[:, :, :6] = False
+    garbage = prob.copy()
+    garbage[:, :, :6] = rng.random((3, 16, 6))
+    for mode in ("per_slice", "volume"):
+        kept = score_volume(prob[:, :, 6:], truth[:, :, 6:], 0.5, mode)
+        counted_scores = score_counted(garbage, truth, counted, 0.5, mode)
+        for key in ("iou", "f1", "mcc", "ap"):
+            assert getattr(counted_scores, key) == pytest.approx(getattr(kept, key)), (mode, key)
+    assert score_counted(prob, truth, np.zeros(truth.shape, bool)) is None
+
+
+def test_two_class_validation_leaves_the_ignore_label_out(tmp_path):
+    import torch
+
+    from masktwins_cli.training.validation import ValidationVolume, Validator
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((2, 32, 32)) > 0.7).astype(np.uint8)
+    noisy = labels.copy()
+    noisy[:, :, :8] = 255  # unlabeled band
+    write_volume(f"{tmp_path}/v.zarr/raw", rng.integers(0, 255, (2, 32, 32), dtype=np.uint8),
+                 (1.0, 1.0, 1.0))
+    write_volume(f"{tmp_path}/v.zarr/labels", noisy, (1.0, 1.0, 1.0))
+    sections = {"data": {"root": str(tmp_path), "patch_size": [32, 32],
+                         "val": [{"raw": "v.zarr/raw", "labels": "v.zarr/labels"}]},
+                "model": {"spatial_dims": 2, "features": [2, 2, 2, 2, 2]},
+                "method": {"block_size": [8, 8]}}
+    (tmp_path / "r.toml").write_text(toml_document(sections), encoding="utf-8")
+    recipe = load_recipe(tmp_path / "r.toml")
+    validator = Validator.from_recipe(recipe, torch.device("cpu"))
+    volume: ValidationVolume = validator.volumes[0]
+    assert volume.counted is not None and not volume.counted[:, :, :8].any()
+    from masktwins_cli.runtime.networks import build_from_recipe
+
+    scores = validator(build_from_recipe(recipe))
+    assert scores["val_iou"] is not None

@@ -17,7 +17,7 @@ from ..errors import MaskTwinsError
 from ..io.volumes import open_volume
 from ..runtime.windows import predict_array, recipe_window_settings
 from ..scoring.classes import class_scores, confusion_matrix
-from ..scoring.metrics import score_volume
+from ..scoring.metrics import score_counted, score_volume
 from .data import open_image
 
 VALIDATION_BYTES = 512 * 1024**2
@@ -29,6 +29,7 @@ class ValidationVolume:
 
     image: np.ndarray  # float32 (z, y, x), normalised
     truth: np.ndarray  # (z, y, x): 0/1 foreground (two classes), class ids (K > 2)
+    counted: np.ndarray | None = None  # two classes: bool (z, y, x), False where ignored
 
     @classmethod
     def open(cls, recipe: Recipe, volume: RoleVolume) -> ValidationVolume:
@@ -42,7 +43,8 @@ class ValidationVolume:
                                  f"image {pixels.shape}")
         if recipe.model.num_classes > 2:
             return cls(pixels, labels)
-        return cls(pixels, (labels == 1).astype(np.uint8))
+        ignored = labels == recipe.data.ignore_label
+        return cls(pixels, (labels == 1).astype(np.uint8), ~ignored if ignored.any() else None)
 
 
 @dataclass
@@ -78,13 +80,18 @@ class Validator:
                 matrix += confusion_matrix(probs.argmax(axis=0), volume.truth, k,
                                            r.data.ignore_label, where="validation labels")
                 continue
-            scores = score_volume(probs[0], volume.truth, r.evaluate.threshold, r.evaluate.mode)
-            per_volume.append(scores.as_dict())
+            if volume.counted is None:
+                scores = score_volume(probs[0], volume.truth, r.evaluate.threshold,
+                                      r.evaluate.mode)
+            else:  # voxels labeled data.ignore_label count nowhere
+                scores = score_counted(probs[0], volume.truth.astype(bool), volume.counted,
+                                       r.evaluate.threshold, r.evaluate.mode)
+            per_volume.append(scores.as_dict() if scores is not None else {})
         model.train(was_training)
         if k > 2:
             scores = class_scores(matrix)
             return {"val_miou": scores.miou, "val_pixel_accuracy": scores.pixel_accuracy}
-        return {f"val_{key}": mean_or_none([scores[key] for scores in per_volume])
+        return {f"val_{key}": mean_or_none([scores.get(key) for scores in per_volume])
                 for key in ("iou", "f1", "mcc", "ap")}
 
     @property
