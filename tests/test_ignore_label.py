@@ -83,7 +83,8 @@ def test_an_ignore_label_that_is_a_class_is_refused(tmp_path):
 
 
 def test_scores_over_counted_voxels_leave_the_ignored_ones_out():
-    from masktwins_cli.scoring.metrics import score_counted, score_volume
+    from masktwins_cli.scoring.counted import score_counted
+    from masktwins_cli.scoring.metrics import score_volume
 
     rng = np.random.default_rng(1)
     truth = rng.random((3, 16, 16)) > 0.6

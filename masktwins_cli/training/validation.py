@@ -17,7 +17,8 @@ from ..errors import MaskTwinsError
 from ..io.volumes import open_volume
 from ..runtime.windows import predict_array, recipe_window_settings
 from ..scoring.classes import class_scores, confusion_matrix
-from ..scoring.metrics import score_counted, score_volume
+from ..scoring.counted import score_counted
+from ..scoring.metrics import score_volume
 from .data import open_image
 
 VALIDATION_BYTES = 512 * 1024**2
