@@ -241,3 +241,12 @@ def test_output_lock_taken_again_after_its_holder_was_killed(tmp_path):
     finally:
         child.kill()
         child.wait(30)
+
+
+def test_an_output_in_folders_that_do_not_exist_yet_is_written(checkpoint, small, tmp_path):
+    volume, reference = small
+    output = tmp_path / "new" / "deeper" / "pred.zarr" / "p"
+    result = infer_volume(checkpoint, volume, str(output), overrides=[SMALL_BLOCKS], device="cpu")
+    assert result.state == "written"
+    assert np.array_equal(open_volume(str(output)).read_all(), reference)
+    assert hidden_leftovers(tmp_path) == []

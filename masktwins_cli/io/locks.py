@@ -73,6 +73,7 @@ class OutputLock:
 
     def _open_current(self) -> None:
         """Open the lock file and take the setup lock, retrying when the file was replaced."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # the output's folder may be new
         while True:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             if not self._lock("exclusive", SETUP, wait=False):
