@@ -250,3 +250,16 @@ def test_an_output_in_folders_that_do_not_exist_yet_is_written(checkpoint, small
     assert result.state == "written"
     assert np.array_equal(open_volume(str(output)).read_all(), reference)
     assert hidden_leftovers(tmp_path) == []
+
+
+def test_two_class_manifests_do_not_name_infer_classes(checkpoint, small, tmp_path):
+    """infer.classes (new) only enters the manifest of K > 2 models: two-class staging folders
+    and outputs from before it keep matching."""
+    from masktwins_cli.config.recipe import recipe_from_dict
+    from masktwins_cli.inference.predict import manifest_infer_settings
+    from masktwins_cli.io.checkpoints import load_checkpoint
+
+    recipe = load_checkpoint(checkpoint)["recipe"]
+    assert "classes" not in manifest_infer_settings(recipe_from_dict(recipe))
+    recipe["model"]["num_classes"] = 3
+    assert manifest_infer_settings(recipe_from_dict(recipe))["classes"] == "map"

@@ -132,6 +132,17 @@ def plan_for(recipe: Recipe, shape: Sequence[int]) -> BlockPlan:
                             recipe.model.spatial_dims, recipe.infer.block_size)
 
 
+def manifest_infer_settings(recipe: Recipe) -> dict:
+    """The [infer] settings a manifest compares. ``infer.classes`` only matters for K > 2
+    classes and is left out otherwise, so two-class and synapse runs keep the manifests (and
+    fingerprints) of versions that did not have it: their staging folders still resume and
+    their outputs still count as complete."""
+    settings = recipe_to_dict(recipe)["infer"]
+    if recipe.model.task == "synapse" or recipe.model.num_classes == 2:
+        settings.pop("classes", None)
+    return settings
+
+
 def run_manifest(checkpoint: str | Path, weights: str, recipe: Recipe, volume,
                  output: ParsedUri, stats, plan: BlockPlan, mask: RoiMask | None = None) -> dict:
     """What a run computes, compared between reruns and shards (see :mod:`.records`): the input
@@ -143,7 +154,7 @@ def run_manifest(checkpoint: str | Path, weights: str, recipe: Recipe, volume,
                   "normalization": {"shift": stats.shift, "scale": stats.scale}},
         "checkpoint": {"sha256": file_sha256(checkpoint)},
         "weights": weights,
-        "infer": recipe_to_dict(recipe)["infer"],
+        "infer": manifest_infer_settings(recipe),
         "amp": recipe.train.amp,
         "output": {"uri": str(output.absolute()), "dtype": output_layout(recipe)[1],
                    **({"channels": output_channels(recipe)} if output_channels(recipe) else {})},
