@@ -88,7 +88,8 @@ def evaluate_classes(prediction: str, ground_truth: str, num_classes: int | None
     """
     pred = open_volume(prediction, ndim=(2, 3, 4))
     truth = open_volume(ground_truth, ndim=(2, 3))
-    if _recorded_model(pred).get("task") == "synapse":
+    recorded = _recorded_model(pred)  # read once: the task and the class count
+    if recorded.get("task") == "synapse":
         raise MaskTwinsError(f"{prediction}: pre/post synapse probabilities are not classes; "
                              "detect points (masktwins detect) and score them with evaluate "
                              "--task synapse")
@@ -98,7 +99,9 @@ def evaluate_classes(prediction: str, ground_truth: str, num_classes: int | None
         raise MaskTwinsError(f"{prediction}: shape {tuple(pred.shape)} does not match the ground "
                              f"truth {ground_truth} {tuple(truth.shape)}"
                              + (" (class probabilities are (K, *truth shape))" if probabilities else ""))
-    k = num_classes or (int(pred.shape[0]) if probabilities else _recorded_num_classes(pred))
+    count = recorded.get("num_classes")
+    k = num_classes or (int(pred.shape[0]) if probabilities
+                        else int(count) if isinstance(count, int) else None)
     if k is None:
         raise MaskTwinsError(f"{prediction}: a class map without a recorded class count: pass "
                              "--num-classes K")

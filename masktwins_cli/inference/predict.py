@@ -105,8 +105,8 @@ def block_predictor(model, recipe: Recipe, plan: BlockPlan, stats,
     (z, y, x) (softmax class 1) of a two-class model, (C, z, y, x) sigmoid probabilities of a
     synapse model, or a K-class model's class map (uint8 argmax) or class probabilities."""
     channels, dtype = output_layout(recipe)
-    two_class = recipe.model.task != "synapse" and recipe.model.num_classes == 2
-    settings = recipe_window_settings(recipe, plan.window, "task" if two_class else None)
+    foreground_only = (channels, dtype) == (0, "float32")  # a two-class model: class 1 kept
+    settings = recipe_window_settings(recipe, plan.window, "task" if foreground_only else None)
     weights = importance_map(plan.window, recipe.infer.blend, device)
 
     def predict(raw: np.ndarray, work: BlockWork, keep: np.ndarray | None = None) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.patches import as_zyx
 from .metrics import SegmentationScores, score_slices, score_volume
 
 
@@ -13,7 +14,7 @@ def score_counted(prob: np.ndarray, truth: np.ndarray, counted: np.ndarray,
     """:func:`score_volume` over the ``counted`` voxels only (bool, the shape of ``prob``, e.g.
     False where the truth holds an ignore label): per slice over each slice's counted voxels
     (slices with none are left out), or over all counted voxels. None when nothing counts."""
-    prob, truth, counted = as_zyx_arrays(prob, truth, counted)
+    prob, truth, counted = (as_zyx(np.asarray(a)) for a in (prob, truth, counted))
     if mode == "volume":
         if not counted.any():
             return None
@@ -22,7 +23,3 @@ def score_counted(prob: np.ndarray, truth: np.ndarray, counted: np.ndarray,
     pairs = [(p[c][None], t[c][None]) for p, t, c in zip(prob, truth, counted) if c.any()]
     return score_slices(pairs, threshold) if pairs else None
 
-
-def as_zyx_arrays(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(y, x) arrays as one-slice (1, y, x) volumes; (z, y, x) unchanged."""
-    return tuple(np.asarray(a)[None] if np.ndim(a) == 2 else np.asarray(a) for a in arrays)
