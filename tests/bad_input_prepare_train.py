@@ -197,11 +197,11 @@ def recipe_text(text: str | bytes, verb: str = "train"):
     return setup
 
 
-def train_data(key: str, make: Callable[[Ctx], str]):
+def train_data(key: str, make: Callable[[Ctx], str], *options: str):
     def setup(ctx: Ctx):
         ctx.out("run")
         recipe = ctx.recipe(data={key: make(ctx)})
-        return ["train", recipe]
+        return ["train", recipe, *options]
     return setup
 
 
@@ -356,8 +356,21 @@ PREPARE_AND_TRAIN_CASES = [
     case("train", "data-missing", train_with(data={"source_raw": "missing.zarr/raw"}),
          "{tmp}/missing.zarr"),
     case("train", "raw-nan", train_data("source_raw", nan_volume()), "{tmp}/nan.zarr", "NaN"),
-    case("train", "raw-4d", train_data("source_raw", volume((1, 3, 32, 32))), "{tmp}/odd.zarr",
-         "(1, 3, 32, 32)"),
+    case("train", "raw-channels-differ", train_data("source_raw", volume((3, 3, 32, 32))),
+         "{tmp}/odd.zarr", "3 channel(s)", "model.in_channels = 1"),
+    case("train", "raw-grey-for-colour-model",
+         train_data("source_raw", volume((3, 32, 32)), "--set", "model.in_channels=3"),
+         "{tmp}/odd.zarr", "1 channel(s)", "model.in_channels = 3"),
+    case("train", "raw-5d", train_data("source_raw", volume((1, 1, 3, 32, 32))), "{tmp}/odd.zarr",
+         "(1, 1, 3, 32, 32)"),
+    case("train", "fixed-mean-wrong-length",
+         train_with("--set", "data.normalization=fixed", "--set", "data.mean=[1, 2]",
+                    "--set", "data.std=[1, 2]"), "'data.mean'", "model.in_channels"),
+    case("train", "mean-without-fixed", train_with("--set", "data.mean=[1]"), "'data.mean'",
+         "fixed"),
+    case("train", "std-not-positive",
+         train_with("--set", "data.normalization=fixed", "--set", "data.mean=[1]",
+                    "--set", "data.std=[0]"), "data.std"),
     case("train", "labels-outside-classes", train_data("source_labels", labels_volume((0, 5))),
          "{tmp}/labels.zarr", "5", "model.num_classes"),
     case("train", "labels-garbage-chunk",

@@ -155,7 +155,7 @@ def _nan_image(folder: Path) -> str:
 
 @pytest.mark.parametrize("make,fragment", [
     (lambda folder: f"{folder}/missing.zarr/raw", "missing.zarr"),
-    (lambda folder: write(f"{folder}/odd.zarr/raw", random_image((1, 2, 32, 32))), "odd.zarr"),
+    (lambda folder: write(f"{folder}/odd.zarr/raw", random_image((2, 2, 32, 32))), "odd.zarr"),
     (_nan_image, "nan.zarr"),
     (not_hdf5, "bad.h5"),
 ])

@@ -112,7 +112,7 @@ def test_train_corrupt_volume(tmp_path, tiny_recipe, make):
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("shape", [(1, 3, 32, 32), (32,)])
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (1, 1, 3, 32, 32), (32,)])
 def test_train_wrong_dimensionality(tmp_path, tiny_recipe, shape):
     uri = write(f"{tmp_path}/odd.zarr/raw", random_image(shape))
     recipe = tiny_recipe(data={"source_raw": uri})

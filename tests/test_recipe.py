@@ -148,7 +148,7 @@ def test_wrong_type_names_key_and_value(section, key, value, expected):
     ("method", "ema_alpha", 1.0, "< 1.0"),
     ("model", "dropout", 1.0, "< 1.0"),
     ("model", "num_classes", 1, ">= 2"),
-    ("model", "in_channels", 0, "one of 1"),
+    ("model", "in_channels", 0, ">= 1"),
     ("data", "intensity_augment", 1.5, "<= 1.0"),
     ("data", "foreground_oversample", -0.1, ">= 0.0"),
     ("train", "iterations", 0, ">= 1"),

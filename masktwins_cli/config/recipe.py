@@ -202,6 +202,7 @@ def check_consistency(recipe: Recipe) -> None:
         raise MaskTwinsError(f"recipe key 'data.ignore_label' = {recipe.data.ignore_label}: it is "
                              f"one of the classes 0..{recipe.model.num_classes - 1} "
                              "(model.num_classes); choose a value above them, e.g. 255")
+    check_normalization(recipe)
     weights = recipe.method.class_weights
     if weights and len(weights) != recipe.model.num_classes:
         raise MaskTwinsError(f"recipe key 'method.class_weights' = {list(weights)}: expected "
@@ -232,6 +233,24 @@ def check_consistency(recipe: Recipe) -> None:
     check_task(recipe)
 
 
+def check_normalization(recipe: Recipe) -> None:
+    """``fixed`` normalisation takes one mean and std per input channel; they mean nothing
+    with the other normalisations."""
+    d, channels = recipe.data, recipe.model.in_channels
+    if d.normalization != "fixed":
+        for key in ("mean", "std"):
+            if getattr(d, key):
+                raise MaskTwinsError(f"recipe key 'data.{key}' is used only with "
+                                     "data.normalization = 'fixed'")
+        return
+    for key in ("mean", "std"):
+        values = getattr(d, key)
+        if len(values) != channels:
+            raise MaskTwinsError(f"recipe key 'data.{key}' = {list(values)}: data.normalization = "
+                                 f"'fixed' needs {channels} value(s), one per channel "
+                                 "(model.in_channels)")
+
+
 def check_task(recipe: Recipe) -> None:
     """Rules of ``model.task``: synapse detection is 3-D, two sigmoid channels, point labels."""
     d, m, method = recipe.data, recipe.model, recipe.method
@@ -243,6 +262,8 @@ def check_task(recipe: Recipe) -> None:
         (m.spatial_dims != 3, "model.spatial_dims", m.spatial_dims, "synapse detection is 3-D: set 3"),
         (m.num_classes != 2, "model.num_classes", m.num_classes,
          "synapse detection has 2 sigmoid channels (pre, post): set 2"),
+        (m.in_channels != 1, "model.in_channels", m.in_channels,
+         "synapse detection reads one-channel EM volumes: set 1"),
         (d.cube_size % 2 == 0, "data.cube_size", d.cube_size,
          "cube targets are centred on their point's voxel: use an odd size"),
         (bool(method.class_weights), "method.class_weights", list(method.class_weights),

@@ -67,8 +67,14 @@ class DataSection:
                             "not be a class (>= model.num_classes)", 255, min=0, max=65535)
     patch_size: tuple = doc("training crop size in voxels, (y, x) in 2D or (z, y, x) in 3D", (256, 256),
                             length=(2, 3), min=8, integer=True)
-    normalization: str = doc("per-volume intensity normalisation before masking (zero = mean)", "zscore",
-                             choices=("zscore", "percentile"))
+    normalization: str = doc("intensity normalisation before masking, per volume and channel: "
+                             "zscore (zero = the mean), percentile (1st-99th to [-1, 1]) or fixed "
+                             "(data.mean / data.std, e.g. ImageNet's for a pretrained encoder)",
+                             "zscore", choices=("zscore", "percentile", "fixed"))
+    mean: tuple = doc("data.normalization = 'fixed': the mean per channel, in the volume's raw "
+                      "units (ImageNet on 0-255 RGB: [123.675, 116.28, 103.53])", ())
+    std: tuple = doc("data.normalization = 'fixed': the standard deviation per channel, raw units "
+                     "(ImageNet on 0-255 RGB: [58.395, 57.12, 57.375])", (), gt=0.0)
     augment: bool = doc("random flips and 90-degree in-plane rotations of training crops", True)
     intensity_augment: float = doc("strength of random contrast/brightness jitter (0 = off)", 0.1,
                                    min=0.0, max=1.0)
@@ -152,7 +158,9 @@ class ModelSection:
                     "residual U-Net, the synapse network) or basicunet (MONAI BasicUNet, six "
                     "features)", "unet", choices=("unet", "resunet", "basicunet"))
     spatial_dims: int = doc("2 (slice by slice) or 3 (volumetric)", 2, choices=(2, 3))
-    in_channels: int = doc("input channels (single-channel EM)", 1, choices=(1,))
+    in_channels: int = doc("input channels: 1 for EM ((z, y, x) or (y, x) volumes); C > 1 for "
+                           "colour or multi-channel images, stored channel-first (c, z, y, x) "
+                           "(masktwins prepare stack --rgb)", 1, min=1, max=64)
     num_classes: int = doc("output classes (softmax); 2 = background / mitochondria; "
                            "synapse: the 2 sigmoid channels (pre, post)", 2, min=2, max=255)
     features: tuple = doc("channels of the five U-Net stages (resunet: residual stages; "

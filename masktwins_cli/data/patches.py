@@ -1,7 +1,8 @@
 """Random training crops from volumes, with labels, normalisation and augmentation.
 
-Volumes are (z, y, x) (a 2-D image counts as one slice). A 2-D model gets (y, x) crops from a
-random slice; a 3-D model gets (z, y, x) crops. Small volumes are held in memory; larger ones are
+Volumes are (z, y, x) (a 2-D image counts as one slice), or channel-first (c, z, y, x) for
+multi-channel images. Image crops always carry the channel axis: a 2-D model gets (c, y, x)
+crops from a random slice; a 3-D model gets (c, z, y, x) crops. Small volumes are held in memory; larger ones are
 read crop by crop through the volume interface. All randomness comes from the
 ``numpy.random.Generator`` passed to :meth:`PatchSampler.sample`.
 
@@ -17,9 +18,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import MaskTwinsError
+from ..io.volumes import channel_count, spatial_shape
 from .normalization import IntensityStats, normalize, sample_step
 
 CACHE_BYTES = 2 * 1024**3
+
+
+def as_zyx_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """(y, x) -> (1, y, x); (z, y, x) unchanged."""
+    return (1, *shape) if len(shape) == 2 else tuple(shape)
 
 
 def as_zyx(array: np.ndarray) -> np.ndarray:
@@ -46,10 +53,11 @@ class VolumeCrops:
     """Crops of one image volume and (optionally) its label volume.
 
     Args:
-        raw: image volume (numpy array or masktwins Volume), (z, y, x) or (y, x).
+        raw: image volume (numpy array or masktwins Volume), (z, y, x), (y, x) or channel-first
+            (c, z, y, x).
         stats: normalisation statistics of ``raw``.
-        labels: label volume of the same shape, or None; with ``channel_targets`` a numpy array
-            (C, z, y, x) of 0/1 targets for a (z, y, x) image.
+        labels: label volume of ``raw``'s spatial shape, or None; with ``channel_targets`` a
+            numpy array (C, z, y, x) of 0/1 targets for a (z, y, x) image.
         num_classes: for checking the labels.
         names: (raw name, label name) for error messages.
         channel_targets: labels are channel-first 0/1 targets (crops come back float32).
@@ -65,9 +73,10 @@ class VolumeCrops:
         self.ignore_label = ignore_label
         self.channel_targets = channel_targets and labels is not None
         spatial = None if labels is None else tuple(labels.shape)[1 if self.channel_targets else 0:]
-        if labels is not None and spatial != tuple(raw.shape):
+        if labels is not None and spatial != spatial_shape(tuple(raw.shape)):
             raise MaskTwinsError(f"{names[1]}: shape {spatial} differs from the image "
-                                 f"{names[0]} {tuple(raw.shape)}")
+                                 f"{names[0]} {spatial_shape(tuple(raw.shape))}")
+        self.channels = channel_count(tuple(raw.shape))
         self.voxel_size = getattr(raw, "voxel_size", None)  # nm (z, y, x); None for arrays
         self.raw = self._cache(raw)
         if self.channel_targets:
@@ -76,7 +85,7 @@ class VolumeCrops:
             self.labels = None if labels is None else self._cache(labels)
         if isinstance(self.labels, np.ndarray) and not self.channel_targets:
             check_labels(self.labels, num_classes, names[1], ignore_label)
-        self.shape = (1, *raw.shape) if len(raw.shape) == 2 else tuple(raw.shape)
+        self.shape = as_zyx_shape(spatial_shape(tuple(raw.shape)))  # spatial, (z, y, x)
 
     @staticmethod
     def _cache(volume):
@@ -86,15 +95,18 @@ class VolumeCrops:
         return as_zyx(volume.read_all()) if nbytes <= CACHE_BYTES else volume
 
     def _read(self, volume, box):
+        if len(volume.shape) == 4:
+            return np.asarray(volume[(slice(None), *box)])
         if isinstance(volume, np.ndarray) or len(volume.shape) == 3:
             return np.asarray(volume[box])
         return np.asarray(volume[box[1:]])[None]
 
     def crop(self, start: Sequence[int], size: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Normalised image crop (float32) and label crop (int64, or float32 (C, *size) channel
-        targets, or None), both of ``size`` (z, y, x)."""
+        """Normalised image crop, float32 (c, *size), and label crop (int64 ``size``, or float32
+        (C, *size) channel targets, or None); ``size`` is (z, y, x)."""
         box = tuple(slice(s, s + n) for s, n in zip(start, size))
         image = self._read(self.raw, box)
+        image = image if image.ndim == 4 else image[None]
         if not np.all(np.isfinite(image)):
             raise MaskTwinsError(f"{self.names[0]}: NaN or infinite values near voxel {tuple(start)}")
         image = normalize(image, self.stats)
@@ -125,14 +137,13 @@ def augment_pair(image: np.ndarray, labels: np.ndarray | None, spatial_dims: int
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
     """Random flips on every spatial axis and a random 90-degree turn in the (y, x) plane.
 
-    ``image`` has the crop's spatial shape ((y, x) or (z, y, x)); ``labels`` the same, or
-    leading channels (C, *spatial) (axes are counted from the end).
+    ``image`` and ``labels`` end in the crop's spatial axes ((y, x) or (z, y, x)), with or
+    without leading channels; only the last ``spatial_dims`` axes move.
     """
-    axes = list(range(image.ndim))
-    for axis in axes:
+    for axis in range(-spatial_dims, 0):
         if rng.random() < 0.5:
             image = np.flip(image, axis)
-            labels = None if labels is None else np.flip(labels, axis - image.ndim)
+            labels = None if labels is None else np.flip(labels, axis)
     if image.shape[-1] == image.shape[-2]:
         turns = int(rng.integers(4))
         image = np.rot90(image, turns, axes=(-2, -1))
@@ -178,7 +189,7 @@ def start_around(voxel: Sequence[int], size: Sequence[int], shape: Sequence[int]
 class PatchSampler:
     """Draw batches of random crops from one :class:`VolumeCrops`.
 
-    ``sample`` returns images (B, 1, *patch) float32 and labels (B, *patch) int64, or
+    ``sample`` returns images (B, c, *patch) float32 and labels (B, *patch) int64, or
     (B, C, *patch) float32 for channel targets (or None).
     ``foreground_oversample`` is the probability that a crop is placed around a random labeled
     foreground voxel instead of uniformly (nnU-Net's oversampling, for rare classes); with 0 no
@@ -209,7 +220,7 @@ class PatchSampler:
         start = self._start(rng)
         image, labels = self.crops.crop(start, self.size)
         if self.spatial_dims == 2:
-            image, labels = image[0], None if labels is None else labels[0]
+            image, labels = image[:, 0], None if labels is None else labels[..., 0, :, :]
         if self.augment:
             image, labels = augment_pair(image, labels, self.spatial_dims, rng)
         if self.intensity_augment > 0:
@@ -223,12 +234,12 @@ class PatchSampler:
 
 def stack_crops(pairs: list[tuple[np.ndarray, np.ndarray | None]]
                 ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
-    """(image, labels) crops -> images (B, 1, *patch) float32 and labels (B, *patch) int64,
-    (B, C, *patch) float32 for channel targets, or None."""
-    images = np.stack([p[0] for p in pairs])[:, None].astype(np.float32)
+    """(image (c, *patch), labels) crops -> images (B, c, *patch) float32 and labels (B, *patch)
+    int64, (B, C, *patch) float32 for channel targets (float crops), or None."""
+    images = np.stack([p[0] for p in pairs]).astype(np.float32, copy=False)
     if pairs[0][1] is None:
         return images, None
-    channel_targets = pairs[0][1].ndim == pairs[0][0].ndim + 1
+    channel_targets = pairs[0][1].dtype.kind == "f"
     return images, np.stack([p[1] for p in pairs]).astype(np.float32 if channel_targets else np.int64)
 
 

@@ -28,6 +28,7 @@ from ..io.backends import (
     zarr_node_type,
 )
 from ..io.ome import update_ome_multiscales
+from ..io.volumes import spatial_shape
 from .records import ARRAY, STAGING_SUFFIX, claim_path
 
 DEFAULT_DATASET = "probabilities"
@@ -108,9 +109,10 @@ class OutputTarget:
         return tuple(min(n, c) for n, c in zip(shape_zyx, (8, 256, 256)))
 
     def layout(self, volume, chunks_zyx: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """(shape, chunks) of the output array for an input ``volume``: its stored shape, with
-        ``channels`` leading channels (chunk 1 along them) when ``channels`` > 0."""
-        shape, chunks = tuple(volume.shape), self.stored_chunks(volume, chunks_zyx)
+        """(shape, chunks) of the output array for an input ``volume``: its stored spatial shape
+        (a channel-first input's channels dropped), with ``channels`` leading channels (chunk 1
+        along them) when ``channels`` > 0."""
+        shape, chunks = spatial_shape(volume.shape), self.stored_chunks(volume, chunks_zyx)
         if self.channels:
             return (self.channels, *shape), (1, *chunks)
         return shape, chunks
@@ -132,7 +134,7 @@ class OutputTarget:
     @staticmethod
     def stored_chunks(volume, chunks_zyx: Sequence[int]) -> tuple[int, ...]:
         """Chunks along the stored axes: (z, y, x), or (y, x) for a 2-D image."""
-        return tuple(chunks_zyx) if len(volume.shape) == 3 else tuple(chunks_zyx[1:])
+        return tuple(chunks_zyx) if len(spatial_shape(volume.shape)) == 3 else tuple(chunks_zyx[1:])
 
     def commit(self, claimed: Path) -> None:
         """Move the finished array of a claimed staging folder into place (replacing an old one

@@ -25,10 +25,12 @@ import torch
 
 from ..config.recipe import recipe_to_dict
 from ..config.schema import Recipe
-from ..data.normalization import intensity_stats, strided_sample
+from ..data.images import check_channels
+from ..data.normalization import image_stats
 from ..errors import MaskTwinsError
 from ..io.backends import ParsedUri, parse_uri, zarr_node_type
 from ..io.locks import OutputLock
+from ..io.volumes import spatial_shape
 from ..runtime.device import resolve_device
 from ..runtime.windows import importance_map, predict_box, recipe_window_settings
 from .blocks import BlockPlan, BlockWork, ZyxView
@@ -198,14 +200,18 @@ class InferSetup:
 
         model, recipe, step = load_inference_checkpoint(checkpoint, overrides, weights)
         source, destination = parse_uri(input_uri), parse_uri(output_uri)
-        volume = open_volume(source, ndim=(2, 3))
+        volume = open_volume(source, ndim=(2, 3, 4))
         if recipe.model.spatial_dims == 3 and len(volume.shape) == 2:
             raise MaskTwinsError(f"{input_uri}: a 2-D image, but checkpoint {checkpoint} holds a "
                                  "3-D model; give a (z, y, x) volume")
+        check_channels(volume.shape, recipe.model.in_channels, str(input_uri),
+                       f"the model of {checkpoint} takes model.in_channels")
         target = OutputTarget.prepare(destination, source, *output_layout(recipe))
-        stats = intensity_stats(strided_sample(volume), recipe.data.normalization, str(input_uri))
-        plan = plan_for(recipe, volume.shape)
-        mask = RoiMask.open(recipe.infer.mask, volume.shape) if recipe.infer.mask else None
+        d = recipe.data
+        stats = image_stats(volume, d.normalization, str(input_uri), (d.mean, d.std))
+        shape = spatial_shape(volume.shape)
+        plan = plan_for(recipe, shape)
+        mask = RoiMask.open(recipe.infer.mask, shape) if recipe.infer.mask else None
         manifest = run_manifest(checkpoint, weights, recipe, volume, target.location, stats, plan,
                                 mask)
         return cls(str(checkpoint), str(input_uri), weights, model, recipe, volume, target, stats,

@@ -61,6 +61,17 @@ def axis_names(ndim: int) -> list[str]:
     return leading + ["z", "y", "x"][3 - min(ndim, 3) :]
 
 
+def spatial_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The spatial axes of a stored shape: (y, x), (z, y, x), or (z, y, x) of a channel-first
+    (c, z, y, x) volume."""
+    return tuple(shape[-3:]) if len(shape) == 4 else tuple(shape)
+
+
+def channel_count(shape: tuple[int, ...]) -> int:
+    """Image channels of a stored shape: c of (c, z, y, x), else 1."""
+    return int(shape[0]) if len(shape) == 4 else 1
+
+
 def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     """Chunks for new arrays: 64 per axis for (z,y,x), 512 for (y,x), 1 along leading axes."""
     spatial = min(len(shape), 3)

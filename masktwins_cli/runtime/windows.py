@@ -8,7 +8,8 @@ so every voxel gets the same windows and weights whatever the block size: blockw
 equals whole-volume output up to float summation order, and a block costs no wasted windows
 beyond the ones straddling its borders.
 
-A 2-D model runs on (1, y, x) windows of a (z, y, x) volume (slices never mix). Probabilities
+A 2-D model runs on (1, y, x) windows of a (z, y, x) volume (slices never mix). Images are
+channel-first (c, z, y, x) here (a one-channel volume may leave the channel axis out). Probabilities
 (softmax over classes, or a sigmoid per channel for synapse models), not logits, are blended;
 with flip test-time augmentation each window's probability is the mean over every flip of its
 spatial axes.
@@ -141,7 +142,7 @@ def blend_windows(model: nn.Module, data: torch.Tensor, positions: Sequence[Sequ
 
     Args:
         model: network in eval mode on ``data``'s device; logits (B, C, *spatial).
-        data: float32 (z, y, x), normalised and padded, on the model's device.
+        data: float32 (c, z, y, x), normalised and padded, on the model's device.
         positions: (z, y, x) window starts in ``data``'s coordinates.
         inner: the (z, y, x) box of ``data`` to return; a voxel no window covers gets 0.
         settings: window size, batch size, blending, activation, channels kept, amp, TTA.
@@ -161,8 +162,9 @@ def blend_windows(model: nn.Module, data: torch.Tensor, positions: Sequence[Sequ
     flips = flips_for(settings.spatial_dims, settings.tta)
     for first in range(0, len(positions), settings.batch_size):
         chosen = positions[first:first + settings.batch_size]
-        batch = torch.stack([data[tuple(slice(s, s + w) for s, w in zip(p, window))] for p in chosen])
-        batch = batch[:, None] if settings.spatial_dims == 3 else batch  # (B, 1, *spatial)
+        batch = torch.stack([data[(slice(None), *(slice(s, s + w) for s, w in zip(p, window)))]
+                             for p in chosen])  # (B, c, z, y, x)
+        batch = batch[:, :, 0] if settings.spatial_dims == 2 else batch  # (B, c, *spatial)
         probs = sum(_probabilities(model, batch, dims, settings) for dims in flips) / len(flips)
         if settings.channels is not None:
             probs = probs[:, list(settings.channels)]
@@ -210,28 +212,37 @@ def _overlap(position: Sequence[int], window: Sequence[int], inner: Sequence[sli
 
 def predict_box(model: nn.Module, raw: np.ndarray, pad: Sequence[tuple[int, int]],
                 positions: Sequence[Sequence[int]], inner: Sequence[slice], settings: WindowSettings,
-                device: torch.device, shift: float = 0.0, scale: float = 1.0,
+                device: torch.device, shift: float | Sequence[float] = 0.0,
+                scale: float | Sequence[float] = 1.0,
                 weights: torch.Tensor | None = None) -> np.ndarray:
     """Probabilities of a box from the raw voxels its windows read.
 
     Args:
-        raw: (z, y, x) voxels as read (any real dtype), before normalisation and padding.
-        pad: (before, after) reflection padding per axis (only along axes shorter than the window).
+        raw: (z, y, x) or channel-first (c, z, y, x) voxels as read (any real dtype), before
+            normalisation and padding.
+        pad: (before, after) reflection padding per spatial axis (only along axes shorter than
+            the window).
         positions: (z, y, x) window starts relative to the padded array.
         inner: the box to return, relative to the padded array.
-        shift, scale: intensity normalisation (raw - shift) / scale, applied on ``device``.
+        shift, scale: intensity normalisation (raw - shift) / scale, applied on ``device``; one
+            value, or one per channel.
 
     Returns:
         float32 (C, *inner shape) numpy array.
     """
+    raw = raw if raw.ndim == 4 else raw[None]
     if any(p != (0, 0) for p in pad):
-        raw = np.pad(raw, pad, mode="reflect")
+        raw = np.pad(raw, ((0, 0), *pad), mode="reflect")
     if not raw.dtype.isnative:  # e.g. big-endian TIFF or HDF5: torch takes native order only
         raw = raw.astype(raw.dtype.newbyteorder("="))
     tensor = torch.from_numpy(np.ascontiguousarray(raw))
     if device.type == "cuda":
         tensor = tensor.pin_memory().to(device, non_blocking=True)
-    data = (tensor.to(torch.float32) - shift) / scale
+    per_channel = (-1, 1, 1, 1)
+    shift = torch.as_tensor(shift, dtype=torch.float32, device=tensor.device)
+    scale = torch.as_tensor(scale, dtype=torch.float32, device=tensor.device)
+    data = (tensor.to(torch.float32) - shift.reshape(per_channel if shift.ndim else ())) / \
+        scale.reshape(per_channel if scale.ndim else ())
     return blend_windows(model, data, positions, inner, settings, weights).cpu().numpy()
 
 
@@ -256,9 +267,10 @@ def recipe_window_settings(recipe: Recipe, window: Sequence[int] | None = None,
 
 def predict_array(model: nn.Module, block: np.ndarray, settings: WindowSettings,
                   device: torch.device) -> np.ndarray:
-    """Probabilities (C, z, y, x) of a whole in-memory, normalised float32 (z, y, x) block with
-    ``settings`` (C: the kept channels)."""
-    _, pad, starts, inner = settings.grid(block.shape).layout(tuple(slice(0, n) for n in block.shape))
+    """Probabilities (C, z, y, x) of a whole in-memory, normalised float32 (z, y, x) or
+    (c, z, y, x) block with ``settings`` (C: the kept channels)."""
+    shape = block.shape[-3:]
+    _, pad, starts, inner = settings.grid(shape).layout(tuple(slice(0, n) for n in shape))
     return predict_box(model, block, pad, list(itertools.product(*starts)), inner, settings, device)
 
 
@@ -269,7 +281,7 @@ def predict_block(model: nn.Module, block: np.ndarray, spatial_dims: int, window
 
     Args:
         model: network in eval mode on ``device``; returns logits (B, C, *spatial).
-        block: float32 (z, y, x), already normalised.
+        block: float32 (z, y, x) or (c, z, y, x), already normalised.
         spatial_dims: 2 (slice by slice) or 3.
         window: (y, x) or (z, y, x) window size in voxels.
         activation: ``softmax`` (classes) or ``sigmoid`` (independent channels, e.g. pre/post).

@@ -15,10 +15,11 @@ import numpy as np
 from ..config.recipe import resolve_data_path
 from ..config.roles import RoleVolume, role_volumes
 from ..config.schema import Recipe
-from ..data.normalization import intensity_stats, strided_sample
+from ..data.images import check_channels
+from ..data.normalization import image_stats
 from ..data.patches import PatchSampler, SamplerMix, VolumeCrops
 from ..errors import MaskTwinsError
-from ..io.volumes import open_volume
+from ..io.volumes import open_volume, spatial_shape
 from ..synapse.cubes import points_to_cubes
 from ..synapse.points import read_points
 
@@ -33,12 +34,15 @@ class TrainingData:
 
 
 def open_image(recipe: Recipe, uri: str, key: str):
-    """An image volume named by recipe key ``key`` and its normalisation statistics."""
+    """An image volume named by recipe key ``key`` ((y, x), (z, y, x), or (c, z, y, x) with
+    ``model.in_channels`` channels) and its normalisation statistics."""
     if not uri:
         raise MaskTwinsError(f"recipe key '{key}' is empty: a volume URI is needed")
     path = resolve_data_path(recipe, uri)
-    volume = open_volume(path, ndim=(2, 3))
-    return volume, intensity_stats(strided_sample(volume), recipe.data.normalization, path)
+    volume = open_volume(path, ndim=(2, 3, 4))
+    check_channels(volume.shape, recipe.model.in_channels, f"{path} (recipe key '{key}')")
+    d = recipe.data
+    return volume, image_stats(volume, d.normalization, path, (d.mean, d.std))
 
 
 def cube_targets(recipe: Recipe, volume: RoleVolume, shape) -> tuple:
@@ -60,7 +64,7 @@ def source_crops(recipe: Recipe, volume: RoleVolume) -> VolumeCrops:
     m = recipe.model
     raw, stats = open_image(recipe, volume.raw, volume.key("raw"))
     if m.task == "synapse":
-        targets, path = cube_targets(recipe, volume, tuple(raw.shape))
+        targets, path = cube_targets(recipe, volume, spatial_shape(raw.shape))
         return VolumeCrops(raw, stats, targets, m.num_classes, (raw.uri, path), channel_targets=True)
     if not volume.labels:
         raise MaskTwinsError(f"recipe key '{volume.key('labels')}' is empty: training needs labels")

@@ -28,7 +28,7 @@ VALIDATION_BYTES = 512 * 1024**2
 class ValidationVolume:
     """One labeled validation volume in memory."""
 
-    image: np.ndarray  # float32 (z, y, x), normalised
+    image: np.ndarray  # float32 (c, z, y, x), normalised
     truth: np.ndarray  # (z, y, x): 0/1 foreground (two classes), class ids (K > 2)
     counted: np.ndarray | None = None  # two classes: bool (z, y, x), False where ignored
 
@@ -38,10 +38,11 @@ class ValidationVolume:
         labels_path = resolve_data_path(recipe, volume.labels)
         labels = as_zyx(open_volume(labels_path, ndim=(2, 3)).read_all(VALIDATION_BYTES))
         check_labels(labels, recipe.model.num_classes, labels_path, recipe.data.ignore_label)
-        pixels = normalize(as_zyx(image.read_all(VALIDATION_BYTES)), stats)
-        if labels.shape != pixels.shape:
+        pixels = image.read_all(VALIDATION_BYTES)
+        pixels = normalize(pixels if pixels.ndim == 4 else as_zyx(pixels)[None], stats)
+        if labels.shape != pixels.shape[1:]:
             raise MaskTwinsError(f"{labels_path}: shape {labels.shape} differs from the validation "
-                                 f"image {pixels.shape}")
+                                 f"image {pixels.shape[1:]}")
         if recipe.model.num_classes > 2:
             return cls(pixels, labels)
         ignored = labels == recipe.data.ignore_label
