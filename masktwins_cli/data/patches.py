@@ -2,8 +2,9 @@
 
 Volumes are (z, y, x) (a 2-D image counts as one slice), or channel-first (c, z, y, x) for
 multi-channel images. Image crops always carry the channel axis: a 2-D model gets (c, y, x)
-crops from a random slice; a 3-D model gets (c, z, y, x) crops. Small volumes are held in memory; larger ones are
-read crop by crop through the volume interface. All randomness comes from the
+crops from a random slice; a 3-D model gets (c, z, y, x) crops. Small volumes are held in
+memory; larger ones are read crop by crop through the volume interface. All randomness comes
+from the
 ``numpy.random.Generator`` passed to :meth:`PatchSampler.sample`.
 
 Labels are either a class-index volume (z, y, x) (segmentation) or channel-first 0/1 targets
