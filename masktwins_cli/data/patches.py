@@ -4,8 +4,7 @@ Volumes are (z, y, x) (a 2-D image counts as one slice), or channel-first (c, z,
 multi-channel images. Image crops always carry the channel axis: a 2-D model gets (c, y, x)
 crops from a random slice; a 3-D model gets (c, z, y, x) crops. Small volumes are held in
 memory; larger ones are read crop by crop through the volume interface. All randomness comes
-from the
-``numpy.random.Generator`` passed to :meth:`PatchSampler.sample`.
+from the ``numpy.random.Generator`` passed to :meth:`PatchSampler.sample`.
 
 Labels are either a class-index volume (z, y, x) (segmentation) or channel-first 0/1 targets
 (C, z, y, x) held in memory (synapse cube targets, ``channel_targets=True``); the sampler crops,
