@@ -86,18 +86,22 @@ def prepare_stack_cmd(
         None, help="Map label values to classes, e.g. '191:1,223:2'; unlisted values -> 0."),
     voxel_size: str | None = typer.Option(None, help=VOXEL_HELP),
     resample_to: str | None = typer.Option(None, help=RESAMPLE_HELP),
+    rgb: bool = typer.Option(False, "--rgb", help="Colour images: keep R, G and B as three "
+                             "channels, OUT/raw (3, z, y, x) (train with model.in_channels = 3); "
+                             "without it colour images are refused unless R = G = B."),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
 ) -> None:
     """Write an image stack (and labels) as OUT/raw + OUT/labels, chunked zarr with voxel sizes.
 
     Slices are ordered by natural sort of their file names (img2 before img10). Without
-    --label-value/--label-map the labels must already be class indices 0..15.
+    --label-value/--label-map the labels must already be class indices 0..15 (255: ignored).
     """
     from .prepare.real import prepare_stack
 
     _echo_prepared(prepare_stack(out, images, labels, label_value, parse.label_map(label_map),
                                  parse.zyx_nanometres(voxel_size, "--voxel-size"),
-                                 parse.zyx_nanometres(resample_to, "--resample-to"), overwrite))
+                                 parse.zyx_nanometres(resample_to, "--resample-to"), overwrite,
+                                 rgb))
 
 
 @prepare_app.command("vnc3")

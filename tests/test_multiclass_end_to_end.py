@@ -1,5 +1,5 @@
-"""A three-class task with an ignored region through train, infer (class map and class
-probabilities) and evaluate, on the CPU."""
+"""A three-class colour task with an ignored region through prepare stack --rgb, train, infer
+(class map and class probabilities) and evaluate, on the CPU."""
 
 from __future__ import annotations
 
@@ -8,36 +8,49 @@ import json
 import numpy as np
 import pytest
 from cli_helpers import invoke
+from PIL import Image
 
 from masktwins_cli.io.volumes import open_volume, write_volume
 from tiny_data import toml_document
 
 SHAPE = (2, 64, 64)
+COLOURS = np.array([[128, 128, 128], [200, 70, 70], [70, 70, 200]])  # grey, red, blue
+
+
+def write_pngs(folder, slices, mode: str) -> str:
+    folder.mkdir()
+    for z, plane in enumerate(slices):
+        Image.fromarray(plane, mode=mode).save(folder / f"s{z}.png")
+    return str(folder)
 
 
 @pytest.fixture(scope="module")
 def three_class_run(tmp_path_factory):
-    """(folder, trained run folder): class 1 a bright and class 2 a dark square on grey (the
-    contrast to the background tells them apart; the network's instance norm removes absolute
-    intensity), a band of ignored (255) labels."""
+    """(folder with d.zarr (training labels) and t.zarr (full truth), trained run): class 1 a
+    red and class 2 a blue square on grey, of one brightness, so only the colour tells them
+    apart; a band of ignored (255) training labels. Prepared from PNG slices with --rgb."""
     folder = tmp_path_factory.mktemp("three_classes")
     rng = np.random.default_rng(0)
-    labels = np.zeros(SHAPE, np.uint8)
-    labels[:, 8:28, 8:28] = 1
-    labels[:, 36:60, 30:56] = 2
-    grey = np.choose(labels, [128, 220, 40]).astype(np.float64)
-    raw = (grey + rng.normal(0, 8, SHAPE)).clip(0, 255).astype(np.uint8)
-    truth = labels.copy()
+    truth = np.zeros(SHAPE, np.uint8)
+    truth[:, 8:28, 8:28] = 1
+    truth[:, 36:60, 30:56] = 2
+    rgb = (COLOURS[truth] + rng.normal(0, 8, (*SHAPE, 3))).clip(0, 255).astype(np.uint8)
+    labels = truth.copy()
     labels[:, :, :4] = 255  # unlabeled margin in the training labels
-    write_volume(f"{folder}/d.zarr/raw", raw, (1.0, 1.0, 1.0))
-    write_volume(f"{folder}/d.zarr/labels", labels, (1.0, 1.0, 1.0))
-    write_volume(f"{folder}/d.zarr/truth", truth, (1.0, 1.0, 1.0))
+    images = write_pngs(folder / "images", rgb, "RGB")
+    for name, stack in (("d", labels), ("t", truth)):
+        pngs = write_pngs(folder / f"{name}_labels", stack, "L")
+        result = invoke("prepare", "stack", f"{folder}/{name}.zarr", "--images", images,
+                        "--labels", pngs, "--rgb", "--voxel-size", "1,1,1")
+        assert result.exit_code == 0, result.output
+    assert "x 3 channels" in result.output
     sections = {
         "data": {"root": str(folder), "patch_size": [32, 32], "augment": False,
                  "source": [{"raw": "d.zarr/raw", "labels": "d.zarr/labels"}],
                  "target": [{"raw": "d.zarr/raw"}],
                  "val": [{"raw": "d.zarr/raw", "labels": "d.zarr/labels"}]},
-        "model": {"spatial_dims": 2, "features": [4, 4, 4, 4, 4], "num_classes": 3},
+        "model": {"spatial_dims": 2, "in_channels": 3, "features": [8, 8, 8, 8, 8],
+                  "num_classes": 3},
         "method": {"block_size": [8, 8], "adapt_start": 75},
         "train": {"iterations": 150, "batch_size": 2, "target_batch_size": 1, "device": "cpu",
                   "lr": 0.01, "output_dir": str(folder / "run"), "threads": 1, "log_every": 10,
@@ -48,6 +61,15 @@ def three_class_run(tmp_path_factory):
     result = invoke("train", folder / "recipe.toml")
     assert result.exit_code == 0, result.output
     return folder
+
+
+def test_prepare_stack_rgb_keeps_the_colours_channel_first(three_class_run):
+    raw = open_volume(f"{three_class_run}/d.zarr/raw")
+    assert (raw.dtype, tuple(raw.shape)) == (np.uint8, (3, *SHAPE))
+    first = np.asarray(Image.open(three_class_run / "images" / "s0.png"))
+    assert np.array_equal(raw[:, 0], np.moveaxis(first, -1, 0))
+    labels = open_volume(f"{three_class_run}/d.zarr/labels").read_all()
+    assert tuple(labels.shape) == SHAPE and set(np.unique(labels)) == {0, 1, 2, 255}
 
 
 def test_three_classes_infer_a_class_map_and_probabilities_that_evaluate_alike(three_class_run):
@@ -67,12 +89,31 @@ def test_three_classes_infer_a_class_map_and_probabilities_that_evaluate_alike(t
     scores = []
     for kind in ("map", "probabilities"):  # K comes from the recipe stored with the output
         out = folder / f"{kind}.json"
-        result = invoke("evaluate", f"{folder}/p.zarr/{kind}", f"{folder}/d.zarr/truth",
+        result = invoke("evaluate", f"{folder}/p.zarr/{kind}", f"{folder}/t.zarr/labels",
                         "--json", out)
         assert result.exit_code == 0, result.output
         scores.append(json.loads(out.read_text()))
     assert scores[0]["confusion_matrix"] == scores[1]["confusion_matrix"]
-    assert scores[0]["num_classes"] == 3 and scores[0]["miou"] > 0.5  # it learned the squares
+    # it learned the squares, which only their colour tells apart
+    assert scores[0]["num_classes"] == 3 and scores[0]["miou"] > 0.5
+    assert min(scores[0]["iou"][c] for c in ("1", "2")) > 0.5, scores[0]["iou"]
+
+
+def test_garbage_where_the_labels_are_ignored_changes_no_score(three_class_run):
+    folder = three_class_run
+    predicted = open_volume(f"{folder}/p.zarr/map").read_all()
+    garbage = predicted.copy()
+    garbage[:, :, :4] = np.random.default_rng(1).integers(0, 3, garbage[:, :, :4].shape)
+    assert not np.array_equal(garbage, predicted)
+    write_volume(f"{folder}/g.zarr/map", garbage, (1.0, 1.0, 1.0))
+    scores = []
+    for prediction in (f"{folder}/p.zarr/map", f"{folder}/g.zarr/map"):
+        out = folder / "garbage.json"
+        result = invoke("evaluate", prediction, f"{folder}/d.zarr/labels", "--num-classes", "3",
+                        "--json", out, "--overwrite")
+        assert result.exit_code == 0, result.output
+        scores.append({k: v for k, v in json.loads(out.read_text()).items() if k != "prediction"})
+    assert scores[0] == scores[1] and scores[0]["miou"] > 0.5
 
 
 def test_three_class_validation_logs_the_miou_and_keeps_the_best(three_class_run):

@@ -68,3 +68,18 @@ def test_infer_outputs_validate(tmp_path, tiny_trained_run, classes, extra):
                     f"{tmp_path}/pred.zarr/out", "--device", "cpu", *extra)
     assert result.exit_code == 0, result.output
     validated(tmp_path / "pred.zarr")
+
+
+def test_prepare_stack_rgb_output_validates_with_a_channel_axis(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "rgb").mkdir()
+    rng = np.random.default_rng(0)
+    for z in range(2):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), mode="RGB").save(
+            tmp_path / "rgb" / f"{z}.png")
+    prepare_stack(tmp_path / "out.zarr", str(tmp_path / "rgb"), rgb=True)
+    validated(tmp_path / "out.zarr")
+    ome = zarr.open_group(str(tmp_path / "out.zarr"), mode="r").attrs["ome"]["multiscales"][0]
+    assert [axis["type"] for axis in ome["axes"]] == ["channel", "space", "space", "space"]
+    assert open_volume(f"{tmp_path}/out.zarr/raw").shape == (3, 2, 32, 32)

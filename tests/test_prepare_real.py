@@ -223,7 +223,7 @@ def test_errors_unreadable_and_colour_images(tmp_path):
 def test_errors_labels_and_options(tmp_path):
     save_slices(tmp_path / "raw", coords())
     save_slices(tmp_path / "lab", classes(values=(0, 191, 223)))
-    _error(tmp_path, "0, 191, 223", "--label-value", "--label-map", "lab/s0.png",
+    _error(tmp_path, "hold values 191, 223,", "--label-value", "--label-map", "lab/s0.png",
            images=tmp_path / "raw", labels=tmp_path / "lab")
     _error(tmp_path, "not both", images=tmp_path / "raw", labels=tmp_path / "lab", label_value=1,
            label_map=((1, 1),))

@@ -28,7 +28,8 @@ VNC3_MITO = 191  # value of mitochondria in VNC III stack1/labels (merged label 
 class StackJob:
     """One output zarr: ``out`` (.../name.zarr), its image and optional label slices (a spec for
     :func:`.stacks.resolve_stack`), the label decoder and, when known, the voxel size (z, y, x
-    nm) with where it comes from; ``resample_to`` (nm) asks for resampling."""
+    nm) with where it comes from; ``resample_to`` (nm) asks for resampling; ``rgb`` reads colour
+    slices as three channels."""
 
     out: Path
     images: Spec
@@ -37,6 +38,7 @@ class StackJob:
     voxel_size: tuple[float, float, float] | None = None
     voxel_from: str = ""
     resample_to: tuple[float, float, float] | None = None
+    rgb: bool = False  # colour slices -> (3, z, y, x)
 
 
 def _need_dir(path: Path, preset: str) -> Path:

@@ -3,6 +3,7 @@
 Every output is a zarr group ``NAME.zarr`` with
 
 * ``raw``: the images, (z, y, x), dtype as read (uint8 or uint16 for EM), chunks (1, 256, 256);
+  with ``--rgb`` colour images as channel-first (3, z, y, x), chunks (1, 1, 256, 256);
 * ``labels`` (when labels are given): uint8 class indices of the same shape and chunks;
 * OME-Zarr 0.5 multiscales metadata and ``voxel_size`` attributes (z, y, x nm) for both, and a
   ``masktwins_prepare`` attribute on the group recording the sources and the label decoding.
@@ -35,6 +36,7 @@ from ..io.labels import write_label_image
 from ..io.volumes import write_volume
 from .presets import StackJob, preset_jobs
 from .stacks import (
+    IGNORE_VALUE,
     LabelDecoder,
     StackSource,
     read_stack,
@@ -50,7 +52,8 @@ CHUNK_YX = 256
 @dataclass(frozen=True)
 class PreparedStack:
     """One written zarr: ``shape`` (z, y, x voxels) and ``voxel_size`` (z, y, x nm) as written,
-    ``source_shape`` as read, ``foreground`` = fraction of label voxels > 0 (None: no labels)."""
+    ``source_shape`` as read, ``foreground`` = fraction of label voxels > 0 and not the ignore
+    value 255 (None: no labels), ``channels`` of the images (3 with --rgb)."""
 
     out: Path
     shape: tuple[int, int, int]
@@ -63,12 +66,14 @@ class PreparedStack:
     decoding: str | None
     foreground: float | None
     notes: tuple[str, ...] = ()
+    channels: int = 1
 
     def summary(self) -> str:
         """One line: where, shape, dtype, voxel size and its origin, labels."""
         voxel = "x".join(f"{v:g}" for v in self.voxel_size)
         resampled = f" (from {shape_text(self.source_shape)})" if self.shape != self.source_shape else ""
-        text = (f"{self.out}: raw {shape_text(self.shape)}{resampled} {self.dtype}, "
+        colour = f" x {self.channels} channels" if self.channels > 1 else ""
+        text = (f"{self.out}: raw {shape_text(self.shape)}{resampled}{colour} {self.dtype}, "
                 f"voxel {voxel} nm ({self.voxel_from})")
         if self.foreground is not None:
             text += f", labels {100 * self.foreground:.1f}% foreground ({self.decoding})"
@@ -192,26 +197,31 @@ def _stage(job: StackJob, images: StackSource, labels: StackSource | None,
            staging: Path) -> PreparedStack:  # fmt: skip
     """Read, decode, resample and write one job into the zarr ``staging``."""
     voxel, voxel_from, note = _voxel_size(job, images)
-    raw = read_stack(images)
-    source_shape = tuple(raw.shape)
+    raw = read_stack(images, rgb=job.rgb)  # (z, y, x), or (3, z, y, x) with rgb
+    source_shape = tuple(raw.shape[-3:])
     label_array = None if labels is None else read_stack(labels, job.decoder)
     if job.resample_to is not None:
-        shape = resampled_shape(raw.shape, voxel, job.resample_to)
-        raw = resample(raw, shape, order=1)
+        shape = resampled_shape(source_shape, voxel, job.resample_to)
+        raw = np.stack([resample(c, shape, order=1) for c in raw]) if job.rgb else \
+            resample(raw, shape, order=1)
         label_array = None if label_array is None else resample(label_array, shape, order=0)
         source = "x".join(f"{v:g}" for v in voxel)
         voxel, voxel_from = job.resample_to, f"--resample-to; source {source} nm from {voxel_from}"
-    chunks = (1, min(raw.shape[1], CHUNK_YX), min(raw.shape[2], CHUNK_YX))
-    write_volume(f"{staging}/raw", raw, voxel, chunks=chunks)
+    spatial = tuple(raw.shape[-3:])
+    chunks = (1, min(spatial[1], CHUNK_YX), min(spatial[2], CHUNK_YX))
+    write_volume(f"{staging}/raw", raw, voxel, chunks=(1, *chunks) if job.rgb else chunks)
     foreground = None
     if label_array is not None:
         write_label_image(staging, label_array, voxel, chunks=chunks)
-        foreground = float(np.count_nonzero(label_array)) / max(label_array.size, 1)
+        counted = np.count_nonzero(label_array != IGNORE_VALUE)
+        labelled = np.count_nonzero((label_array > 0) & (label_array != IGNORE_VALUE))
+        foreground = float(labelled) / max(counted, 1)
     decoding = None if labels is None else job.decoder.describe()
     _record(staging, job, images, labels, decoding)
-    return PreparedStack(job.out, tuple(raw.shape), str(raw.dtype), tuple(voxel), voxel_from,
+    return PreparedStack(job.out, spatial, str(raw.dtype), tuple(voxel), voxel_from,
                          source_shape, images.spec, None if labels is None else labels.spec,
-                         decoding, foreground, (note,) if note else ())  # fmt: skip
+                         decoding, foreground, (note,) if note else (),
+                         3 if job.rgb else 1)  # fmt: skip
 
 
 def _record(staging: Path, job: StackJob, images: StackSource, labels: StackSource | None,
@@ -260,19 +270,19 @@ def prepare_stack(out: str | Path, images: str | Path, labels: str | Path | None
                   label_value: int | None = None,
                   label_map: Sequence[tuple[int, int]] | None = None,
                   voxel_size: Triple | None = None, resample_to: Triple | None = None,
-                  overwrite: bool = False) -> PreparedReal:  # fmt: skip
+                  overwrite: bool = False, rgb: bool = False) -> PreparedReal:  # fmt: skip
     """``masktwins prepare stack``: one image stack (and labels) -> ``out`` (a .zarr group).
 
     ``voxel_size``/``resample_to`` are (z, y, x) in nm; ``label_value`` (value -> 1) or
     ``label_map`` ((value, class) pairs) decode labels (default: they must already be class
-    indices 0..15).
+    indices 0..15, or 255 for ignored pixels); ``rgb`` keeps colour slices as (3, z, y, x).
     """
     decoder = make_decoder(label_value, label_map)
     if labels is None and (label_value is not None or label_map is not None):
         raise MaskTwinsError("--label-value/--label-map need --labels")
     voxel, target = check_triple(voxel_size, "--voxel-size"), check_triple(resample_to, "--resample-to")
     job = StackJob(Path(out), str(images), None if labels is None else str(labels), decoder,
-                   voxel, "--voxel-size" if voxel else "", target)  # fmt: skip
+                   voxel, "--voxel-size" if voxel else "", target, rgb)  # fmt: skip
     return run_jobs("stack", [job], overwrite)
 
 

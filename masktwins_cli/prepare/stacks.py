@@ -12,7 +12,13 @@ A stack *spec* is one of:
 PNG slices are read with Pillow: 8-bit and 16-bit greyscale as uint8/uint16, palette images as
 their palette *indices* (not the colours), 1-bit as 0/1. TIFF slices are read with tifffile.
 Colour images are refused (EM is greyscale) unless every pixel has equal R, G and B, in which case
-one channel is taken (an alpha channel is ignored).
+one channel is taken (an alpha channel is ignored). With ``rgb`` (``prepare stack --rgb``, for
+colour data) every slice becomes three channels instead: RGB kept, alpha dropped, palette images
+converted to their colours, grey images repeated into R, G and B; the stack is then
+channel-first (3, z, y, x), the OME-Zarr axis order.
+
+Label slices hold class indices 0..15 (or 255, the conventional ignore value, see
+``data.ignore_label``) unless a decoding is given.
 
 :func:`resolve_stack` checks what can be checked without decoding pixels (the files exist, every
 slice has the same (y, x) shape); :func:`read_stack` then reads one slice at a time into the
@@ -38,6 +44,7 @@ from ..io.volumes import open_volume
 
 SLICE_SUFFIXES = (".png", ".tif", ".tiff")
 MAX_CLASS_INDEX = 15  # undecoded labels must be class indices 0..15
+IGNORE_VALUE = 255  # ... or this value, left for data.ignore_label
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -165,14 +172,30 @@ def _grey(channels: np.ndarray, path: Path) -> np.ndarray:
     return np.ascontiguousarray(colour[..., 0])
 
 
-def _read_png(path: Path) -> np.ndarray:
-    """A PNG slice as (y, x): uint8/uint16 grey, palette indices, 1-bit as 0/1."""
+def _three_channels(data: np.ndarray) -> np.ndarray:
+    """(y, x) grey or (y, x, c) pixels -> channel-first (3, y, x) RGB: grey repeated into three
+    channels, a fourth (alpha) channel dropped."""
+    if data.ndim == 2:
+        return np.repeat(data[None], 3, axis=0)
+    if data.shape[-1] < 3:  # grey + alpha
+        return np.repeat(data[None, ..., 0], 3, axis=0)
+    return np.ascontiguousarray(np.moveaxis(data[..., :3], -1, 0))
+
+
+def _read_png(path: Path, rgb: bool = False) -> np.ndarray:
+    """A PNG slice as (y, x): uint8/uint16 grey, palette indices, 1-bit as 0/1; with ``rgb``
+    as (3, y, x) colours (see :func:`_three_channels`)."""
     from PIL import Image
 
     with Image.open(path) as img:
+        if rgb and img.mode not in ("RGB", "RGBA", "L", "LA", "I", "I;16", "I;16B", "1"):
+            img = img.convert("RGB")  # palette, CMYK, YCbCr, ... -> their colours
         img.load()
         mode = img.mode
         data = np.asarray(img)
+    if rgb:
+        grey = data.astype(np.uint16) if mode in ("I", "I;16", "I;16B") else data
+        return _three_channels(grey.astype(np.uint8) if mode == "1" else grey)
     if mode == "1":
         return data.astype(np.uint8)
     if mode.startswith("I;16"):
@@ -184,13 +207,24 @@ def _read_png(path: Path) -> np.ndarray:
     return data
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    """A TIFF slice as (y, x); a samples axis must be grey (R == G == B)."""
+def _read_tiff(path: Path, rgb: bool = False) -> np.ndarray:
+    """A TIFF slice as (y, x); a samples axis must be grey (R == G == B). With ``rgb`` as
+    (3, y, x) colours (see :func:`_three_channels`)."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         data, axes = series.asarray(), series.axes
+    if rgb:
+        if "S" in axes:
+            data = np.moveaxis(data, axes.index("S"), -1)
+            data = data.reshape([n for n in data.shape[:-1] if n != 1] + [data.shape[-1]])
+        else:
+            data = data.reshape([n for n in data.shape if n != 1] or [1])
+        if data.ndim not in (2, 3) or (data.ndim == 3 and "S" not in axes):
+            raise MaskTwinsError(f"TIFF file {path} holds shape {series.shape} ({axes}); "
+                                 "expected one 2-D colour or grey slice")
+        return _three_channels(data)
     if "S" in axes:
         data = _grey(np.moveaxis(data, axes.index("S"), -1), path)
     data = data.reshape([s for s in data.shape if s != 1] or [1])
@@ -199,22 +233,28 @@ def _read_tiff(path: Path) -> np.ndarray:
     return data
 
 
-def read_slice(path: Path) -> np.ndarray:
-    """One slice file (PNG or TIFF) as a (y, x) array; unreadable files are MaskTwinsErrors."""
+def read_slice(path: Path, rgb: bool = False) -> np.ndarray:
+    """One slice file (PNG or TIFF) as a (y, x) array, or (3, y, x) colours with ``rgb``;
+    unreadable files are MaskTwinsErrors."""
     with reported_as(f"cannot read image file {path}"):
-        return _read_png(path) if path.suffix.lower() == ".png" else _read_tiff(path)
+        return _read_png(path, rgb) if path.suffix.lower() == ".png" else _read_tiff(path, rgb)
 
 
-def read_stack(source: StackSource, decoder: LabelDecoder | None = None) -> np.ndarray:
+def read_stack(source: StackSource, decoder: LabelDecoder | None = None,
+               rgb: bool = False) -> np.ndarray:
     """All slices of ``source`` as one (z, y, x) array (dtype as read, or uint8 labels when a
-    ``decoder`` is given), read and decoded one slice at a time."""
+    ``decoder`` is given), read and decoded one slice at a time; with ``rgb`` colour slices as
+    one channel-first (3, z, y, x) array."""
+    if rgb and source.uri:
+        raise MaskTwinsError(f"--rgb reads colour PNG or TIFF slices (a folder or a glob); "
+                             f"{source.uri} is a volume")
     volume = open_volume(source.uri, ndim=(2, 3)) if source.uri else None
     out: np.ndarray | None = None
     try:
         for z in range(source.depth):
             where = source.slice_name(z)
             if volume is None:
-                plane = read_slice(source.files[z])
+                plane = read_slice(source.files[z], rgb)
             else:
                 plane = volume[z] if volume.ndim == 3 else volume[...]
             if decoder is not None:
@@ -224,15 +264,15 @@ def read_stack(source: StackSource, decoder: LabelDecoder | None = None) -> np.n
                                      "integers or floats")
             elif plane.dtype.kind == "f" and not np.isfinite(plane).all():
                 raise MaskTwinsError(f"slice {where} holds NaN or infinite values")
-            if tuple(plane.shape) != source.slice_shape:
-                raise MaskTwinsError(f"slice {where} is {shape_text(plane.shape)} but the stack's "
-                                     f"slices are {shape_text(source.slice_shape)} (y x)")
+            if tuple(plane.shape[-2:]) != source.slice_shape:
+                raise MaskTwinsError(f"slice {where} is {shape_text(plane.shape[-2:])} but the "
+                                     f"stack's slices are {shape_text(source.slice_shape)} (y x)")
             if out is None:
-                out = np.empty((source.depth, *source.slice_shape), plane.dtype)
+                out = np.empty((*plane.shape[:-2], source.depth, *source.slice_shape), plane.dtype)
             elif plane.dtype != out.dtype:
                 raise MaskTwinsError(f"slice {where} has dtype {plane.dtype} but "
                                      f"{source.slice_name(0)} has {out.dtype}; mixed bit depths")
-            out[z] = plane
+            out[..., z, :, :] = plane
     finally:
         if volume is not None:
             volume.close()
@@ -275,11 +315,13 @@ class LabelDecoder:
             return out
         if self.nonzero:
             return (plane > 0).astype(np.uint8)
-        if plane.size and (plane.min() < 0 or plane.max() > MAX_CLASS_INDEX):
-            found = np.unique(plane)
+        outside = (plane < 0) | ((plane > MAX_CLASS_INDEX) & (plane != IGNORE_VALUE))
+        if outside.any():
+            found = np.unique(plane[outside])
             shown = ", ".join(str(v) for v in found[:16]) + (", ..." if found.size > 16 else "")
             raise MaskTwinsError(
-                f"labels {where} hold values {shown}, not class indices 0..{MAX_CLASS_INDEX}; "
+                f"labels {where} hold values {shown}, not class indices 0..{MAX_CLASS_INDEX} "
+                f"(or {IGNORE_VALUE}, ignored); "
                 "decode them with --label-value V (V -> 1) or --label-map 'V:C,...'")
         return plane.astype(np.uint8)
 
