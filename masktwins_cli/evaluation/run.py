@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.patches import as_zyx
 from ..errors import MaskTwinsError
 from ..io.volumes import open_volume
 from ..scoring.classes import DEFAULT_IGNORE
-from ..scoring.metrics import SegmentationScores, score_slices, score_volume
+from ..scoring.metrics import SegmentationScores, score_volume
 from .classes_run import ClassEvaluation, evaluate_classes, holds_classes
 from .overlays import write_overlays
 from .scores_file import write_scores_json
@@ -48,18 +47,13 @@ def _foreground(labels: np.ndarray, uri: str, foreground_class: int) -> np.ndarr
     return (labels == foreground_class).astype(np.uint8)
 
 
-def _slices(prob_volume, truth_volume, truth_uri: str, foreground_class: int):
-    for z in range(prob_volume.shape[0]):
-        yield (np.asarray(prob_volume[z]),
-               _foreground(np.asarray(truth_volume[z]), truth_uri, foreground_class))
-
-
 def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: str = "per_slice",
              overlay_dir: str | Path | None = None, raw: str | None = None,
              foreground_class: int = 1, json_out: str | Path | None = None,
              num_classes: int | None = None, ignore: int | None = DEFAULT_IGNORE,
              classes: Sequence[int] | None = None) -> EvaluationResult | ClassEvaluation:
-    """Per-slice (streamed, one slice in memory) or whole-volume IoU, F1, MCC and AP.
+    """Per-slice or whole-volume IoU, F1, MCC and AP, read slice by slice (see
+    :mod:`masktwins_cli.scoring.metrics` for what volume mode holds).
 
     ``prediction``: foreground probabilities in [0, 1], (z, y, x) or (y, x).
     ``ground_truth``: class labels of the same shape; ``foreground_class`` is the positive class.
@@ -87,11 +81,9 @@ def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: s
     if overlay_dir is not None and raw is None:
         raise MaskTwinsError("--overlay needs --raw: the image volume to draw the overlays on")
     try:
-        if len(prob.shape) == 3 and mode == "per_slice":
-            scores = score_slices(_slices(prob, truth, ground_truth, foreground_class), threshold)
-        else:
-            truth_all = _foreground(as_zyx(truth.read_all()), ground_truth, foreground_class)
-            scores = score_volume(as_zyx(prob.read_all()), truth_all, threshold, mode)
+        # slice by slice: memory holds a slice (volume mode: also the foreground's scores)
+        scores = score_volume(_ZyxView(prob), _ForegroundView(truth, foreground_class, ground_truth),
+                              threshold, mode)
     except MaskTwinsError as err:
         message = str(err)
         raise MaskTwinsError(message if prediction in message or ground_truth in message
@@ -125,9 +117,11 @@ class _ZyxView:
 
 
 class _ForegroundView(_ZyxView):
-    def __init__(self, volume, foreground_class: int):
+    """Slice-wise 0/1 foreground of a truth volume (values checked, see :func:`_foreground`)."""
+
+    def __init__(self, volume, foreground_class: int, uri: str = ""):
         super().__init__(volume)
-        self.foreground_class = foreground_class
+        self.foreground_class, self.uri = foreground_class, uri or volume.uri
 
     def __getitem__(self, z):
-        return (super().__getitem__(z) == self.foreground_class).astype(np.uint8)
+        return _foreground(super().__getitem__(z), self.uri, self.foreground_class)

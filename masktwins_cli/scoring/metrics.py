@@ -37,8 +37,9 @@ otherwise 0.
 
 Counts are exact Python integers (no int32 overflow on large volumes) and all arithmetic is
 float64. Volumes are read one z-slice at a time (so ``np.memmap``, zarr or h5py arrays work); in
-``volume`` mode AP additionally holds one sorted copy of all probabilities (``N`` values in the
-input's float dtype, e.g. 4 bytes per voxel for float32).
+``volume`` mode AP additionally holds the scores of the foreground voxels only (in the input's
+float dtype, e.g. 4 bytes per foreground voxel for float32) and one count per distinct
+foreground score; the background is streamed.
 """
 
 from __future__ import annotations
@@ -218,17 +219,20 @@ def _ap_from_sorted(pos_sorted: np.ndarray, neg_sorted: np.ndarray) -> float | N
     for a threshold ``v``, ``tp(v) = #pos >= v`` and ``fp(v) = #neg >= v`` (ties included, as in
     scikit-learn's ``precision_recall_curve``).
     """
-    n_pos = int(pos_sorted.size)
-    if n_pos == 0:
+    if pos_sorted.size == 0:
         return None
-    starts = np.flatnonzero(np.concatenate(([True], pos_sorted[1:] != pos_sorted[:-1])))
-    values = pos_sorted[starts]
-    tp = (n_pos - starts).astype(np.float64)
-    fp = (int(neg_sorted.size) - np.searchsorted(neg_sorted, values, side="left")).astype(
-        np.float64
-    )
+    values = pos_sorted[np.concatenate(([True], pos_sorted[1:] != pos_sorted[:-1]))]
+    fp = int(neg_sorted.size) - np.searchsorted(neg_sorted, values, side="left")
+    return _ap_at_thresholds(pos_sorted, values, fp)
+
+
+def _ap_at_thresholds(pos_sorted: np.ndarray, values: np.ndarray, fp: np.ndarray) -> float:
+    """AP from the ascending-sorted positive scores, their distinct ``values`` (ascending) and
+    ``fp`` = the number of negatives scoring >= each value."""
+    n_pos = int(pos_sorted.size)
+    tp = (n_pos - np.searchsorted(pos_sorted, values, side="left")).astype(np.float64)
     # descending thresholds: tp increases
-    tp, fp = tp[::-1], fp[::-1]
+    tp, fp = tp[::-1], np.asarray(fp, np.float64)[::-1]
     recall_step = np.diff(tp, prepend=0.0) / n_pos
     precision = tp / (tp + fp)
     return float(max(0.0, np.sum(recall_step * precision)))
@@ -319,38 +323,32 @@ def _iter_slices(prob: Any, truth: Any) -> Iterator[tuple[np.ndarray, np.ndarray
 
 
 def _score_whole_volume(prob: Any, truth: Any, threshold: float) -> SegmentationScores:
-    """Volume-mode scores; two passes over the slices (counts, then the AP buffers)."""
+    """Volume-mode scores in two passes over the slices: the confusion counts and the scores of
+    the foreground voxels, then every background voxel counted against the distinct foreground
+    scores. AP is exact while only the foreground voxels' scores are held, not the volume."""
     tp = fp = fn = tn = 0
     n_slices = 0
-    n_pos = 0
-    dtype = None
+    positives = []
     for z, (p, t) in enumerate(_iter_slices(prob, truth)):
         p_arr = prob_array(p, z)
         t_arr = truth_array(t, z)
         c = confusion_counts(p_arr >= threshold, t_arr)
         tp, fp, fn, tn = tp + c[0], fp + c[1], fn + c[2], tn + c[3]
-        n_pos += c[0] + c[2]
+        positives.append(p_arr[t_arr])
         n_slices += 1
-        dtype = p_arr.dtype if dtype is None else np.result_type(dtype, p_arr.dtype)
     iou, f1, mcc = iou_f1_mcc(tp, fp, fn, tn)
     ap: float | None = None
-    if n_pos:
-        n_total = tp + fp + fn + tn
-        pos = np.empty(n_pos, dtype=dtype)
-        neg = np.empty(n_total - n_pos, dtype=dtype)
-        i_pos = i_neg = 0
+    if tp + fn:
+        pos = np.sort(np.concatenate(positives))
+        del positives
+        values = np.unique(pos)
+        counts = np.zeros(values.size + 1, np.int64)  # [k]: negatives >= exactly k values
         for p, t in _iter_slices(prob, truth):
             p_arr = prob_array(p)
-            t_arr = truth_array(t)
-            sel = p_arr[t_arr]
-            pos[i_pos : i_pos + sel.size] = sel
-            i_pos += sel.size
-            sel = p_arr[~t_arr]
-            neg[i_neg : i_neg + sel.size] = sel
-            i_neg += sel.size
-        pos.sort()
-        neg.sort()
-        ap = _ap_from_sorted(pos, neg)
+            above = np.searchsorted(values, p_arr[~truth_array(t)], side="right")
+            counts += np.bincount(above, minlength=values.size + 1)
+        negatives_at_least = np.cumsum(counts[::-1])[::-1][1:]  # [j]: negatives >= values[j]
+        ap = _ap_at_thresholds(pos, values, negatives_at_least)
     return SegmentationScores(
         iou=iou,
         f1=f1,
