@@ -270,6 +270,19 @@ def test_average_precision_matches_sklearn_heavy_ties(seed):
     )
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_volume_mode_streams_ties_across_slices_like_sklearn(seed):
+    """Volume-mode AP counts the background slice by slice against the foreground's scores:
+    ties within and across slices, and background scores above every foreground score."""
+    skm = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(200 + seed)
+    prob = (rng.integers(0, 6, size=(5, 12, 10)) / 5).astype(np.float32)
+    truth = rng.random((5, 12, 10)) < 0.15
+    prob[truth & (prob == 1.0)] = 0.8  # only the background reaches 1.0
+    s = score_volume(prob, truth, mode="volume")
+    assert s.ap == pytest.approx(skm.average_precision_score(truth.ravel(), prob.ravel()), abs=1e-12)
+
+
 def test_per_slice_skips_empty_truth_slices_in_map():
     skm = pytest.importorskip("sklearn.metrics")
     prob, truth = _random_volume(7)
