@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ..errors import MaskTwinsError
-from ..io.volumes import channel_count
+from ..io.layout import channel_count
 
 
 def check_channels(shape: tuple[int, ...], in_channels: int, name: str,

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import MaskTwinsError
-from ..io.volumes import channel_count, spatial_shape
+from ..io.layout import channel_count, spatial_shape
 from .normalization import IntensityStats, normalize, sample_step
 
 CACHE_BYTES = 2 * 1024**3

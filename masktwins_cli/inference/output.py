@@ -27,8 +27,8 @@ from ..io.backends import (
     parse_uri,
     zarr_node_type,
 )
+from ..io.layout import spatial_shape
 from ..io.ome import update_ome_multiscales
-from ..io.volumes import spatial_shape
 from .records import ARRAY, STAGING_SUFFIX, claim_path
 
 DEFAULT_DATASET = "probabilities"
@@ -163,7 +163,8 @@ class OutputTarget:
         metadata, old arrays set aside by (killed) commits and the claim folder deleted."""
         final = self.container / self.dataset
         if final.is_dir():
-            from ..io.volumes import axis_names, open_volume
+            from ..io.layout import axis_names
+            from ..io.volumes import open_volume
 
             written = open_volume(self.location)
             update_ome_multiscales(self.location, axis_names(written.ndim), written.voxel_size,

@@ -29,8 +29,8 @@ from ..data.images import check_channels
 from ..data.normalization import image_stats
 from ..errors import MaskTwinsError
 from ..io.backends import ParsedUri, parse_uri, zarr_node_type
+from ..io.layout import spatial_shape
 from ..io.locks import OutputLock
-from ..io.volumes import spatial_shape
 from ..runtime.device import resolve_device
 from ..runtime.windows import importance_map, predict_box, recipe_window_settings
 from .blocks import BlockPlan, BlockWork, ZyxView

@@ -8,10 +8,8 @@ of voxel 0) have one entry per spatial axis, (z, y, x) order.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,74 +34,8 @@ from masktwins_cli.io.backends import (
     zarr_node_dir,
 )
 from masktwins_cli.io.indexing import EVERY_CHUNK_ATTR, check_chunks_present, split_basic_index
+from masktwins_cli.io.layout import AXES_TEXT, VolumeMeta, axis_names, default_chunks, make_meta
 from masktwins_cli.io.ome import image_array_of, update_ome_multiscales, zarr_calibration
-
-_AXES_TEXT = {2: "2-D (y,x)", 3: "3-D (z,y,x)", 4: "4-D (c,z,y,x)"}
-
-
-@dataclass(frozen=True)
-class VolumeMeta:
-    """Layout and calibration: ``shape``/``chunks`` in voxels per stored axis; ``voxel_size``
-    (nm) and ``offset`` (nm, world position of voxel 0) per spatial axis, (z, y, x) order."""
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    chunks: tuple[int, ...]
-    voxel_size: tuple[float, ...]
-    offset: tuple[float, ...]
-    ndim = property(lambda self: len(self.shape))
-    nbytes = property(lambda self: math.prod(self.shape) * self.dtype.itemsize)
-
-
-def axis_names(ndim: int) -> list[str]:
-    """Axis labels: ['y', 'x'], ['z', 'y', 'x'], ['c', 'z', 'y', 'x'], ['c0', 'c1', 'z', ...]."""
-    leading = ["c"] if ndim == 4 else [f"c{i}" for i in range(ndim - 3)]
-    return leading + ["z", "y", "x"][3 - min(ndim, 3) :]
-
-
-def spatial_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The spatial axes of a stored shape: (y, x), (z, y, x), or (z, y, x) of a channel-first
-    (c, z, y, x) volume."""
-    return tuple(shape[-3:]) if len(shape) == 4 else tuple(shape)
-
-
-def channel_count(shape: tuple[int, ...]) -> int:
-    """Image channels of a stored shape: c of (c, z, y, x), else 1."""
-    return int(shape[0]) if len(shape) == 4 else 1
-
-
-def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Chunks for new arrays: 64 per axis for (z,y,x), 512 for (y,x), 1 along leading axes."""
-    spatial = min(len(shape), 3)
-    chunks = (1,) * (len(shape) - spatial) + ({1: 4096, 2: 512}.get(spatial, 64),) * spatial
-    return tuple(max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True))
-
-
-def _calibration(values: Any, count: int, what: str, where: Any, exact: bool) -> tuple[float, ...]:
-    """``count`` finite floats (voxel sizes > 0): the last ``count`` of longer lists, or exact."""
-    try:
-        flat = np.asarray(values, dtype=float).ravel()
-    except (TypeError, ValueError) as exc:
-        raise MaskTwinsError(f"{what} of '{where}' is not a list of numbers: {values!r}") from exc
-    if flat.size < count or (exact and flat.size != count):
-        axes = ",".join(axis_names(count))
-        raise MaskTwinsError(f"{what} of '{where}' has {flat.size} values, not {count} ({axes})")
-    flat = flat[flat.size - count :]
-    if not np.all(np.isfinite(flat)) or (what == "voxel_size" and np.any(flat <= 0)):
-        raise MaskTwinsError(f"{what} of '{where}' must be finite (voxel sizes > 0): {values!r}")
-    return tuple(float(v) for v in flat)
-
-
-def _make_meta(shape, dtype, chunks, voxel_size, offset, where: Any, exact: bool) -> VolumeMeta:
-    """Validated VolumeMeta; voxel size defaults to 1 nm and offset to 0 nm."""
-    spatial = min(len(shape), 3)
-    voxel = (1.0,) * spatial if voxel_size is None else voxel_size
-    origin = (0.0,) * spatial if offset is None else offset
-    return VolumeMeta(
-        tuple(int(s) for s in shape), np.dtype(dtype), tuple(int(c) for c in chunks),
-        _calibration(voxel, spatial, "voxel_size", where, exact),
-        _calibration(origin, spatial, "offset", where, exact),
-    )  # fmt: skip
 
 
 def _new_meta(parsed: ParsedUri, shape, dtype, chunks, voxel_size, offset) -> VolumeMeta:
@@ -116,7 +48,7 @@ def _new_meta(parsed: ParsedUri, shape, dtype, chunks, voxel_size, offset) -> Vo
         raise MaskTwinsError(f"'{parsed}': cannot write dtype {np.dtype(dtype)}; volumes hold "
                              "numbers (bool, integer or float)")
     chunks = tuple(min(c, max(s, 1)) for c, s in zip(chunks, shape, strict=True))
-    return _make_meta(shape, dtype, chunks, voxel_size, offset, parsed, exact=True)
+    return make_meta(shape, dtype, chunks, voxel_size, offset, parsed, exact=True)
 
 
 def open_array(parsed: ParsedUri, writable: bool = False) -> tuple[Any, tuple, tuple[Any, Any]]:
@@ -141,7 +73,7 @@ def _open(parsed: ParsedUri, writable: bool = False) -> tuple[Any, VolumeMeta]:
     """Open the array a URI names and validate its metadata; failures are MaskTwinsErrors."""
     with reported_as(f"cannot read the metadata of '{parsed}'"):
         array, chunks, (voxel, offset) = open_array(parsed, writable)
-        return array, _make_meta(array.shape, array.dtype, chunks, voxel, offset, parsed, False)
+        return array, make_meta(array.shape, array.dtype, chunks, voxel, offset, parsed, False)
 
 
 def _close(array: Any) -> None:
@@ -270,7 +202,7 @@ def open_volume(uri: str | Path | ParsedUri, ndim: int | tuple[int, ...] | None 
     allowed = () if ndim is None else (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if allowed and meta.ndim not in allowed:
         _close(array)
-        wanted = " or ".join(_AXES_TEXT.get(n, f"{n}-D") for n in allowed)
+        wanted = " or ".join(AXES_TEXT.get(n, f"{n}-D") for n in allowed)
         raise MaskTwinsError(f"'{parsed}': expected a {wanted} volume, got shape {meta.shape}")
     return Volume(parsed, meta, array)
 

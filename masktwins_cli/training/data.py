@@ -19,7 +19,8 @@ from ..data.images import check_channels
 from ..data.normalization import image_stats
 from ..data.patches import PatchSampler, SamplerMix, VolumeCrops
 from ..errors import MaskTwinsError
-from ..io.volumes import open_volume, spatial_shape
+from ..io.layout import spatial_shape
+from ..io.volumes import open_volume
 from ..synapse.cubes import points_to_cubes
 from ..synapse.points import read_points
 
