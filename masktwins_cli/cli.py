@@ -174,6 +174,8 @@ def _infer_summary(result) -> str:
     """What this infer process did, with its block counts (and a note for a checkpoint of an
     unfinished training run)."""
     line = _infer_line(result)
+    if getattr(result, "class_map", ""):
+        line += f"\nclass map: {result.class_map} (argmax of the probabilities)"
     if getattr(result, "unfinished", ""):
         line += (f"\nnote: the checkpoint comes from an unfinished training run "
                  f"({result.unfinished})")

@@ -123,3 +123,41 @@ def test_three_class_validation_logs_the_miou_and_keeps_the_best(three_class_run
     assert [r["step"] for r in records] == [50, 100, 150]
     assert all(0.0 <= r["val_miou"] <= 1.0 and "val_iou" not in r for r in records)
     assert (three_class_run / "run" / "best.pt").is_file()
+
+
+def test_both_writes_the_probabilities_and_the_class_map_beside_them(three_class_run):
+    """infer.classes = 'both': probabilities at the output, their argmax in <dataset>_map; a
+    rerun is complete, an earlier 'probabilities' output is reused, a map made by other work
+    is refused without --overwrite, and a map lost after the commit is derived again."""
+    import shutil
+
+    folder = three_class_run
+    checkpoint, raw = folder / "run" / "last.pt", f"{folder}/d.zarr/raw"
+    both = ("--device", "cpu", "--set", 'infer.classes="both"')
+    result = invoke("infer", checkpoint, raw, "-o", f"{folder}/b.zarr/seg", *both)
+    assert result.exit_code == 0, result.output
+    assert f"class map: {folder}/b.zarr/seg_map" in result.output
+    probs = open_volume(f"{folder}/b.zarr/seg").read_all()
+    class_map = open_volume(f"{folder}/b.zarr/seg_map")
+    assert (class_map.dtype, tuple(class_map.shape)) == (np.uint8, SHAPE)
+    assert np.array_equal(class_map.read_all(), probs.argmax(axis=0))
+    assert np.array_equal(class_map.read_all(), open_volume(f"{folder}/p.zarr/map").read_all())
+    again = invoke("infer", checkpoint, raw, "-o", f"{folder}/b.zarr/seg", *both)
+    assert again.exit_code == 0 and "already complete" in again.output
+    shutil.rmtree(folder / "b.zarr" / "seg_map")  # e.g. killed while deriving it
+    again = invoke("infer", checkpoint, raw, "-o", f"{folder}/b.zarr/seg", *both)
+    assert again.exit_code == 0 and "already complete" in again.output
+    assert np.array_equal(open_volume(f"{folder}/b.zarr/seg_map").read_all(), probs.argmax(axis=0))
+    # an output made with 'probabilities' is the same work: only its map is derived
+    reused = invoke("infer", checkpoint, raw, "-o", f"{folder}/p.zarr/probabilities", *both)
+    assert reused.exit_code == 0 and "already complete" in reused.output, reused.output
+    assert open_volume(f"{folder}/p.zarr/probabilities_map").shape == SHAPE
+    # someone else's array where the map would go: refused before any work
+    write_volume(f"{folder}/o.zarr/seg_map", np.ones(SHAPE, np.uint8), (1.0, 1.0, 1.0))
+    refused = invoke("infer", checkpoint, raw, "-o", f"{folder}/o.zarr/seg", *both)
+    assert refused.exit_code == 2 and "o.zarr/seg_map" in refused.output
+    assert not (folder / "o.zarr" / "seg").exists()
+    assert np.all(open_volume(f"{folder}/o.zarr/seg_map").read_all() == 1)
+    replaced = invoke("infer", checkpoint, raw, "-o", f"{folder}/o.zarr/seg", *both, "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert np.array_equal(open_volume(f"{folder}/o.zarr/seg_map").read_all(), probs.argmax(axis=0))

@@ -46,7 +46,8 @@ def test_prepare_stack_output_validates(tmp_path):
 
 
 @pytest.mark.parametrize("classes, extra", [
-    (2, ()), (3, ()), (3, ("--set", 'infer.classes="probabilities"'))])
+    (2, ()), (3, ()), (3, ("--set", 'infer.classes="probabilities"')),
+    (3, ("--set", 'infer.classes="both"'))])
 def test_infer_outputs_validate(tmp_path, tiny_trained_run, classes, extra):
     from masktwins_cli.io.checkpoints import load_checkpoint, save_checkpoint
 

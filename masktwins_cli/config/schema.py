@@ -284,9 +284,10 @@ class InferSection:
     mask: str = doc("region-of-interest mask volume URI (non-zero = predict; the input's shape or "
                     "coarser); empty = everywhere. Output outside the mask is 0", "")
     classes: str = doc("model.num_classes > 2: what infer writes, 'map' (the argmax class per "
-                       "voxel, uint8, the input's axes) or 'probabilities' (every class, float32, "
-                       "(K, z, y, x)); two classes always write the foreground probability",
-                       "map", choices=("map", "probabilities"))
+                       "voxel, uint8, the input's axes), 'probabilities' (every class, float32, "
+                       "(K, z, y, x)) or 'both' (the probabilities at the output, the map beside "
+                       "them in <dataset>_map); two classes always write the foreground "
+                       "probability", "map", choices=("map", "probabilities", "both"))
 
 
 @dataclass(frozen=True)

@@ -156,8 +156,9 @@ def infer_with_daisy(checkpoint: str | Path, input_uri: str, output_uri: str, wo
                       worker_command)
     with setup.lock() as lock:  # held for the workers too: they run only while this process does
         if setup.up_to_date(overwrite):
-            return replace(result, skipped=plan.count, state="up-to-date",
-                           seconds=time.perf_counter() - started)
+            result = setup.complete_class_map(replace(result, skipped=plan.count,
+                                                      state="up-to-date"))
+            return replace(result, seconds=time.perf_counter() - started)
         staging, created = setup.open_staging(lock, restart)
         lock.end_setup()
         done_before = len(staging.done())
@@ -176,8 +177,8 @@ def infer_with_daisy(checkpoint: str | Path, input_uri: str, output_uri: str, wo
         log.info("daisy: %d blocks, %d skipped as recorded by the check function, %d predicted, "
                  "%d worker start(s)", state.total_block_count, state.skipped_count, predicted,
                  state.worker_start_count)
-        result = finish(staging, target, plan, replace(result, predicted=predicted,
-                                                       skipped=done_before), lock)
+        result = setup.complete_class_map(finish(staging, target, plan, replace(
+            result, predicted=predicted, skipped=done_before), lock))
     return replace(result, seconds=time.perf_counter() - started)
 
 

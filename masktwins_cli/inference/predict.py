@@ -35,6 +35,7 @@ from ..runtime.device import resolve_device
 from ..runtime.windows import importance_map, predict_box, recipe_window_settings
 from .blocks import BlockPlan, BlockWork, ZyxView
 from .checkpoint import infer_overrides, load_inference_checkpoint
+from .class_map import check_map_target, derive_class_map, map_location, map_made_from
 from .output import OutputTarget, chunk_flusher
 from .pipeline import BlockCounts, Predictor, predict_blocks
 from .records import (
@@ -80,19 +81,28 @@ class InferResult:
     shard: tuple[int, int] | None = None
     channels: int = 0
     unfinished: str = ""  # the checkpoint's progress when its run had not finished
+    class_map: str = ""  # infer.classes = 'both': where the class map went
 
 
 def output_layout(recipe: Recipe) -> tuple[int, str]:
     """(channels, dtype) of what ``infer`` writes: (0, float32) the foreground probability of a
     two-class model; (K, float32) the sigmoid channels of a synapse model or the class
-    probabilities of a K-class model (``infer.classes = 'probabilities'``); (0, uint8) the class
-    map of a K-class model (``infer.classes = 'map'``)."""
+    probabilities of a K-class model (``infer.classes = 'probabilities'``, and ``'both'``, whose
+    class map is derived from them, see :mod:`.class_map`); (0, uint8) the class map of a
+    K-class model (``infer.classes = 'map'``)."""
     k = recipe.model.num_classes
     if recipe.model.task == "synapse":
         return k, "float32"
     if k == 2:
         return 0, "float32"
-    return (k, "float32") if recipe.infer.classes == "probabilities" else (0, "uint8")
+    return (0, "uint8") if recipe.infer.classes == "map" else (k, "float32")
+
+
+def writes_class_map_beside(recipe: Recipe) -> bool:
+    """``infer.classes = 'both'`` on a K-class segmentation model: the class map is derived
+    beside the probabilities."""
+    return (recipe.model.task == "segmentation" and recipe.model.num_classes > 2
+            and recipe.infer.classes == "both")
 
 
 def output_channels(recipe: Recipe) -> int:
@@ -142,6 +152,8 @@ def manifest_infer_settings(recipe: Recipe) -> dict:
     settings = recipe_to_dict(recipe)["infer"]
     if recipe.model.task == "synapse" or recipe.model.num_classes == 2:
         settings.pop("classes", None)
+    elif settings.get("classes") == "both":  # the same probabilities: an output made with
+        settings["classes"] = "probabilities"  # 'probabilities' counts as complete
     return settings
 
 
@@ -185,6 +197,7 @@ class InferSetup:
     manifest: dict
     mask: RoiMask | None = None
     step: int | None = None
+    class_map: ParsedUri | None = None  # infer.classes = 'both'
 
     @property
     def unfinished(self) -> str:
@@ -214,12 +227,22 @@ class InferSetup:
         mask = RoiMask.open(recipe.infer.mask, shape) if recipe.infer.mask else None
         manifest = run_manifest(checkpoint, weights, recipe, volume, target.location, stats, plan,
                                 mask)
+        class_map = map_location(target.location) if writes_class_map_beside(recipe) else None
         return cls(str(checkpoint), str(input_uri), weights, model, recipe, volume, target, stats,
-                   plan, manifest, mask, step)
+                   plan, manifest, mask, step, class_map)
+
+    @property
+    def provenance(self) -> dict:
+        """What an output records of the work that made it (its ``masktwins`` attribute)."""
+        return {"checkpoint": self.checkpoint, "input": self.input_uri, "weights": self.weights,
+                "recipe": recipe_to_dict(self.recipe), "fingerprint": fingerprint(self.manifest)}
 
     def up_to_date(self, overwrite: bool) -> bool:
         """True when the output exists and was committed from this very work; MaskTwinsError
-        when it exists otherwise and ``overwrite`` is off."""
+        when it (or a class map beside it, see :mod:`.class_map`) exists otherwise and
+        ``overwrite`` is off."""
+        if self.class_map is not None:
+            check_map_target(self.class_map, fingerprint(self.manifest), overwrite)
         if not self.target.exists or overwrite:
             return False
         if self.target.made_from(fingerprint(self.manifest)):
@@ -244,12 +267,20 @@ class InferSetup:
         if restart and not lock.alone():
             raise MaskTwinsError(f"--restart: another infer process is writing "
                                  f"{self.target.staging_root} now; rerun when it has ended")
-        provenance = {"checkpoint": self.checkpoint, "input": self.input_uri,
-                      "weights": self.weights, "recipe": recipe_to_dict(self.recipe),
-                      "fingerprint": fingerprint(self.manifest)}
         return open_staging(self.target.staging_root, self.manifest, restart=restart,
                             build=lambda folder: self.target.create(folder, self.volume,
-                                                                    self.plan.chunks, provenance))
+                                                                    self.plan.chunks,
+                                                                    self.provenance))
+
+    def complete_class_map(self, result: InferResult) -> InferResult:
+        """With ``infer.classes = 'both'``, once the probabilities are in place (``result``
+        written or up to date): derive the class map beside them unless this work already made
+        it. Call while holding the output lock."""
+        if self.class_map is None or result.state not in ("written", "up-to-date"):
+            return result
+        if not map_made_from(self.class_map, fingerprint(self.manifest)):
+            derive_class_map(self.target.location, self.class_map, self.provenance)
+        return replace(result, class_map=str(self.class_map))
 
     def predictor(self, device: torch.device) -> Predictor:
         """The network moved to ``device``, as a :func:`block_predictor`."""
@@ -283,8 +314,9 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
                          shard=shard, channels=target.channels, unfinished=setup.unfinished)
     with setup.lock() as lock:
         if setup.up_to_date(overwrite):
-            return replace(result, skipped=len(share), state="up-to-date",
-                           seconds=time.perf_counter() - started)
+            result = setup.complete_class_map(replace(result, skipped=len(share),
+                                                      state="up-to-date"))
+            return replace(result, seconds=time.perf_counter() - started)
         predict = setup.predictor(torch_device)
         staging, created = setup.open_staging(lock, restart)
         if shard is None and not lock.alone():  # help a running process from the other end
@@ -300,7 +332,7 @@ def infer_volume(checkpoint: str | Path, input_uri: str, output_uri: str,
             raise
         result = replace(result, predicted=counts.predicted, skipped=counts.skipped,
                          outside=counts.outside, device=str(torch_device))
-        result = finish(staging, target, plan, result, lock)
+        result = setup.complete_class_map(finish(staging, target, plan, result, lock))
     return replace(result, seconds=time.perf_counter() - started)
 
 

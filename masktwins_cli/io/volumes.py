@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,31 @@ def write_volume(uri: str | Path | ParsedUri, array: np.ndarray, voxel_size: tup
     writer = {"zarr": _write_zarr, "hdf5": _write_hdf5, "tiff": _write_tiff}[parsed.kind]
     with reported_as(f"cannot write '{parsed}'"):  # disk full, permissions, ...
         writer(parsed, data, meta, overwrite)
+    return open_volume(parsed)
+
+
+def write_volume_blocks(uri: str | Path | ParsedUri, shape: tuple[int, ...], dtype: Any,
+                        chunks: tuple[int, ...] | None, voxel_size: tuple[float, ...],
+                        offset: tuple[float, ...] | None,
+                        fill: Callable[[WritableVolume], None], overwrite: bool = False,
+                        attributes: dict | None = None) -> Volume:  # fmt: skip
+    """A zarr array written block by block by ``fill`` (given the new, empty array), atomically
+    like :func:`write_volume`: into a hidden temporary sibling that replaces ``uri`` only once
+    ``fill`` has returned. ``attributes`` go on the array; every chunk must be written."""
+    parsed = parse_uri(uri)
+    if parsed.kind != "zarr" or not parsed.dataset:
+        raise MaskTwinsError(f"'{parsed}': write_volume_blocks writes a zarr array inside a "
+                             "container (data.zarr/array)")
+    meta = _new_meta(parsed, shape, dtype, chunks, voxel_size, offset)
+    _refuse_existing(zarr_array_exists(parsed), parsed, overwrite)
+    zarr_format = ensure_zarr_parents(parsed)
+    with reported_as(f"cannot write '{parsed}'"), atomic_path(zarr_node_dir(parsed)) as temporary:
+        array = _new_zarr_array(temporary, meta, zarr_format)
+        array.attrs.update(attributes or {})
+        staged = ParsedUri("zarr", parsed.container, temporary.relative_to(parsed.container).as_posix())
+        fill(WritableVolume(staged, meta))
+        array.attrs[EVERY_CHUNK_ATTR] = True
+    update_ome_multiscales(parsed, axis_names(meta.ndim), meta.voxel_size, meta.offset)
     return open_volume(parsed)
 
 
