@@ -176,6 +176,59 @@ def prepare_lucchi_cmd(
                                   overwrite))
 
 
+SCALE_HELP = ("Resize every image (bilinear) and label (nearest) by this factor first, e.g. "
+              "0.5 for DAFormer's 1024x512 Cityscapes.")
+LIMIT_HELP = "Only the first N images (a quick look at a large dataset)."
+
+
+@prepare_app.command("cityscapes")
+@user_errors
+def prepare_cityscapes_cmd(
+    root: Path = typer.Argument(..., metavar="DIR",
+                                help="The Cityscapes folder (holds leftImg8bit/, gtFine/)."),
+    out: Path = typer.Argument(..., metavar="OUT.zarr", help="Output zarr group, e.g. data/cs_train.zarr."),
+    split: str = typer.Option("train", help="train, val or test."),
+    scale: float = typer.Option(1.0, help=SCALE_HELP),
+    limit: int | None = typer.Option(None, min=1, help=LIMIT_HELP),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
+) -> None:
+    """Cityscapes: label ids -> the 19 train ids (others 255), one image at a time.
+
+    \b
+    DIR/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png
+    DIR/gtFine/<split>/<city>/<name>_gtFine_labelIds.png
+    -> OUT/raw (3, N, y, x) uint8, OUT/labels (N, y, x) train ids, per-image class pixel counts
+    """
+    from .prepare.scenes import CITYSCAPES, prepare_scenes
+
+    for line in prepare_scenes(CITYSCAPES, root, out, split, scale, overwrite, limit).lines():
+        typer.echo(line)
+
+
+@prepare_app.command("synthia")
+@user_errors
+def prepare_synthia_cmd(
+    root: Path = typer.Argument(..., metavar="DIR",
+                                help="The SYNTHIA RAND_CITYSCAPES folder (holds RGB/, GT/)."),
+    out: Path = typer.Argument(..., metavar="OUT.zarr", help="Output zarr group, e.g. data/synthia.zarr."),
+    scale: float = typer.Option(1.0, help=SCALE_HELP),
+    limit: int | None = typer.Option(None, min=1, help=LIMIT_HELP),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
+) -> None:
+    """SYNTHIA RAND_CITYSCAPES: 16-bit label ids (R channel, read at full depth) -> the 19
+    Cityscapes train ids (others 255), one image at a time.
+
+    \b
+    DIR/RGB/<name>.png
+    DIR/GT/LABELS/<name>.png      16-bit RGB, the class id in R
+    -> OUT/raw (3, N, y, x) uint8, OUT/labels (N, y, x) train ids, per-image class pixel counts
+    """
+    from .prepare.scenes import SYNTHIA, prepare_scenes
+
+    for line in prepare_scenes(SYNTHIA, root, out, "train", scale, overwrite, limit).lines():
+        typer.echo(line)
+
+
 @prepare_app.command("mitoem")
 @user_errors
 def prepare_mitoem_cmd(

@@ -26,13 +26,30 @@ def write_label_image(container: str | Path, array: np.ndarray, voxel_size: tupl
     ``image-label`` metadata (colours of the classes, the source image two levels up) and the
     ``labels`` group listing it, as viewers (napari) and validators expect."""
     container = Path(container)
-    written = write_volume(f"{container}/labels/{name}/0", array, voxel_size, offset, chunks,
+    written = write_volume(label_image_uri(container, name), array, voxel_size, offset, chunks,
                            overwrite)
-    present = [int(v) for v in np.unique(array) if 0 < int(v) < 256][:64]
-    colours = [{"label-value": v, "rgba": list(LABEL_COLOURS[(v - 1) % (len(LABEL_COLOURS) - 1) + 1])}
-               for v in present]
+    describe_label_image(container, np.unique(array), name)
+    return written
+
+
+def label_image_uri(container: str | Path, name: str = LABEL_IMAGE) -> str:
+    """The URI of a label image's full-resolution array (for writing it block by block; then
+    call :func:`describe_label_image`)."""
+    return f"{Path(container)}/labels/{name}/0"
+
+
+def describe_label_image(container: str | Path, values, name: str = LABEL_IMAGE,
+                         colours: dict[int, tuple[int, int, int, int]] | None = None) -> None:
+    """The OME-Zarr metadata of the label image ``name`` already written in ``container``: its
+    ``image-label`` (a colour per class value found among ``values``, 1..255, from ``colours``
+    or a default palette; the source image two levels up) and the ``labels`` group listing it."""
+    container = Path(container)
+    present = sorted({int(v) for v in values if 0 < int(v) < 256})[:64]
+    palette = colours or {}
+    rgba = [{"label-value": v, "rgba": list(palette.get(v) or
+                                           LABEL_COLOURS[(v - 1) % (len(LABEL_COLOURS) - 1) + 1])}
+            for v in present]
     with reported_as(f"cannot write the label metadata of '{container}'"):
         set_ome_attribute(container, f"labels/{name}", "image-label",
-                          {"colors": colours, "source": {"image": "../../"}})
+                          {"colors": rgba, "source": {"image": "../../"}})
         set_ome_attribute(container, "labels", "labels", [name])
-    return written

@@ -121,7 +121,7 @@ def make_decoder(label_value: int | None,
 
 
 # ----------------------------------------------------------------------------------- checking
-def _check_output(out: Path, overwrite: bool) -> None:
+def check_output(out: Path, overwrite: bool) -> None:
     """The output must be named *.zarr and be new, or (with overwrite) a zarr group."""
     if out.suffix.lower() != ".zarr":
         raise MaskTwinsError(f"output {out}: the name must end in .zarr")
@@ -244,7 +244,7 @@ def run_jobs(name: str, jobs: Sequence[StackJob], overwrite: bool = False) -> Pr
     for job in jobs:
         _check_not_reading_output(job)
     for out in outs:
-        _check_output(out, overwrite)
+        check_output(out, overwrite)
     resolved = [_resolve_job(job) for job in jobs]
     new_dirs = [out.parent for out in outs if not out.parent.exists()]
     staged: list[tuple[Path, Path]] = []
