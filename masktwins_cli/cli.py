@@ -276,6 +276,9 @@ def evaluate(
     classes: str | None = typer.Option(
         None, metavar="C,C,...", help="K classes: the classes the mIoU averages, e.g. the SYNTHIA "
         "16 (default: all)."),
+    protocol: str | None = typer.Option(
+        None, help="K classes: also report a benchmark's figures: synthia (SYNTHIA -> Cityscapes, "
+        "19 classes: the 13 classes' IoUs, mIoU13 and mIoU16, the papers' Table 1)."),
 ) -> None:
     """Score a prediction: IoU, F1, MCC at the threshold and average precision (mAP).
 
@@ -310,7 +313,7 @@ def evaluate(
     print_scores(run_evaluation(prediction, ground_truth, threshold, mode, overlay, raw,
                                 json_out=json_out, num_classes=num_classes,
                                 ignore=None if ignore == -1 else ignore,
-                                classes=parse.class_list(classes)))
+                                classes=parse.class_list(classes), protocol=protocol))
 
 
 @app.command()

@@ -116,6 +116,28 @@ def print_class_scores(result) -> None:
     table.add_row("mIoU", miou, "", f"{len(s.classes)} classes")
     table.add_row("pixel acc.", accuracy, f"{int(voxels.sum()):,}", "")
     Console().print(table)
+    if getattr(result, "protocol", None):
+        print_protocol_row(result.protocol)
+
+
+SHORT_NAMES = {"sidewalk": "sidew.", "building": "build.", "traffic light": "light",
+               "traffic sign": "sign", "vegetation": "veget.", "motorcycle": "mbike",
+               "bicycle": "bike"}
+
+
+def print_protocol_row(figures: dict) -> None:
+    """A benchmark's figures as the papers lay them out, IoU in %, as a Markdown table (it
+    pastes into a README and keeps every column on a narrow terminal): SYNTHIA -> Cityscapes,
+    the 13 classes, mIoU13, mIoU16 (Table 1)."""
+    def percent(value):
+        return "n/a" if value is None else f"{100 * value:.1f}"
+
+    names = [SHORT_NAMES.get(name, name) for name in figures["table"]] + ["mIoU13", "mIoU16"]
+    values = [percent(v) for v in figures["table"].values()]
+    values += [percent(figures["miou13"]), percent(figures["miou16"])]
+    Console().print("SYNTHIA -> Cityscapes, the papers' Table 1 layout (IoU %):", highlight=False)
+    for row in (names, ["---"] * len(names), values):
+        Console(width=400).print("| " + " | ".join(row) + " |", highlight=False, soft_wrap=True)
 
 
 def print_synapse_scores(result) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import MaskTwinsError
 from ..io.volumes import Volume, open_volume
+from ..scoring.benchmarks import check_protocol, protocol_scores
 from ..scoring.classes import DEFAULT_IGNORE, ClassScores, class_scores, confusion_matrix
 
 SLAB_VOXELS = 16 * 1024 * 1024
@@ -29,10 +30,12 @@ class ClassEvaluation:
     scores: ClassScores
     ignore: int | None
     source: str  # "class map" or "probabilities"
+    protocol: dict | None = None  # a benchmark's figures (see scoring.benchmarks)
 
     def as_dict(self) -> dict:
         return {"prediction": self.prediction, "ground_truth": self.ground_truth,
-                "prediction_kind": self.source, "ignore": self.ignore, **self.scores.as_dict()}
+                "prediction_kind": self.source, "ignore": self.ignore, **self.scores.as_dict(),
+                **(self.protocol or {})}
 
 
 def holds_classes(prediction: Volume, truth_ndim: int, num_classes: int | None = None) -> bool:
@@ -78,13 +81,15 @@ def _slabs(depth: int, plane_voxels: int) -> list[slice]:
 
 def evaluate_classes(prediction: str, ground_truth: str, num_classes: int | None = None,
                      ignore: int | None = DEFAULT_IGNORE, classes: Sequence[int] | None = None,
-                     json_out: str | Path | None = None) -> ClassEvaluation:
+                     json_out: str | Path | None = None,
+                     protocol: str | None = None) -> ClassEvaluation:
     """Score a class map or per-class probabilities against class-id labels.
 
     ``num_classes``: K (default: the probabilities' channel count, or the recipe stored with an
     ``infer`` output); ``ignore``: the truth value left out (None: none); ``classes``: the
     classes the mIoU averages (default all). Shapes: truth (z, y, x) or (y, x); prediction the
-    same (class map) or (K, z, y, x) / (K, y, x) (probabilities).
+    same (class map) or (K, z, y, x) / (K, y, x) (probabilities). ``protocol``: also report a
+    benchmark's figures (``synthia``: mIoU19/16/13 and the 13 classes' IoUs).
     """
     pred = open_volume(prediction, ndim=(2, 3, 4))
     truth = open_volume(ground_truth, ndim=(2, 3))
@@ -107,6 +112,8 @@ def evaluate_classes(prediction: str, ground_truth: str, num_classes: int | None
                              "--num-classes K")
     if k < 2:
         raise MaskTwinsError(f"--num-classes {k}: expected at least 2 classes")
+    if protocol is not None:
+        check_protocol(protocol, k)
     if probabilities and pred.shape[0] != k:
         raise MaskTwinsError(f"{prediction}: {pred.shape[0]} class channels, but --num-classes {k}")
     flat = truth.ndim == 2
@@ -122,8 +129,10 @@ def evaluate_classes(prediction: str, ground_truth: str, num_classes: int | None
                                      f"{0 if flat else slab.start}")
             predicted = predicted.argmax(axis=0)
         matrix += confusion_matrix(predicted, labels, k, ignore, where=ground_truth)
-    result = ClassEvaluation(prediction, ground_truth, class_scores(matrix, classes), ignore,
-                             "probabilities" if probabilities else "class map")
+    scores = class_scores(matrix, classes)
+    result = ClassEvaluation(prediction, ground_truth, scores, ignore,
+                             "probabilities" if probabilities else "class map",
+                             None if protocol is None else protocol_scores(scores, protocol))
     if json_out is not None:
         from .scores_file import write_scores_json
 

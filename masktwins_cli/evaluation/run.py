@@ -51,7 +51,8 @@ def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: s
              overlay_dir: str | Path | None = None, raw: str | None = None,
              foreground_class: int = 1, json_out: str | Path | None = None,
              num_classes: int | None = None, ignore: int | None = DEFAULT_IGNORE,
-             classes: Sequence[int] | None = None) -> EvaluationResult | ClassEvaluation:
+             classes: Sequence[int] | None = None,
+             protocol: str | None = None) -> EvaluationResult | ClassEvaluation:
     """Per-slice or whole-volume IoU, F1, MCC and AP, read slice by slice (see
     :mod:`masktwins_cli.scoring.metrics` for what volume mode holds).
 
@@ -60,7 +61,8 @@ def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: s
     ``json_out``: also write the result there (see :func:`.scores_file.write_scores_json`).
 
     A K-class prediction (see :func:`.classes_run.holds_classes`) is scored by
-    :func:`.classes_run.evaluate_classes` (``num_classes``, ``ignore``, ``classes``) instead.
+    :func:`.classes_run.evaluate_classes` (``num_classes``, ``ignore``, ``classes``,
+    ``protocol``) instead.
     """
     prob = open_volume(prediction, ndim=(2, 3, 4))
     truth = open_volume(ground_truth, ndim=(2, 3))
@@ -68,10 +70,11 @@ def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: s
         if overlay_dir is not None:
             raise MaskTwinsError("--overlay draws binary predictions; K-class overlays are not "
                                  "written yet")
-        return evaluate_classes(prediction, ground_truth, num_classes, ignore, classes, json_out)
-    if classes is not None or num_classes is not None:
-        raise MaskTwinsError(f"--classes / --num-classes are for class maps and class "
-                             f"probabilities; {prediction} is one foreground probability")
+        return evaluate_classes(prediction, ground_truth, num_classes, ignore, classes, json_out,
+                                protocol)
+    if classes is not None or num_classes is not None or protocol is not None:
+        raise MaskTwinsError(f"--classes / --num-classes / --protocol are for class maps and "
+                             f"class probabilities; {prediction} is one foreground probability")
     if prob.ndim == 4:
         raise MaskTwinsError(f"'{prediction}': expected a (y, x) or (z, y, x) volume, got shape "
                              f"{tuple(prob.shape)}")

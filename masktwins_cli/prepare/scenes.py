@@ -33,13 +33,12 @@ from ..io.atomic import swap_in
 from ..io.backends import reported_as
 from ..io.labels import describe_label_image, label_image_uri
 from ..io.volumes import create_volume
+from ..scoring.benchmarks import CITYSCAPES_CLASSES
 from .real import check_output
 from .stacks import natural_key
 
 IGNORE = 255
-TRAIN_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
-                 "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
-                 "bus", "train", "motorcycle", "bicycle")
+TRAIN_CLASSES = CITYSCAPES_CLASSES
 CITYSCAPES_COLOURS = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156),
                       (190, 153, 153), (153, 153, 153), (250, 170, 30), (220, 220, 0),
                       (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0),
