@@ -33,8 +33,19 @@ def build_basicunet(spatial_dims: int, in_channels: int = 1, num_classes: int = 
     return HookedBasicUNet(spatial_dims, in_channels, num_classes, features, norm, dropout)
 
 
+def build_segformer(spatial_dims: int, in_channels: int = 3, num_classes: int = 19,
+                    encoder: str = "mit_b5", decoder_channels: int = 256) -> nn.Module:
+    """SegFormer's MiT encoder with the DAFormer decoder (:mod:`.segformer`); 2-D only."""
+    if spatial_dims != 2:
+        raise ValueError("segformer is a 2-D network")
+    from .segformer import SegFormer
+
+    return SegFormer(in_channels, num_classes, encoder, decoder_channels)
+
+
 MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "unet": build_unet, "resunet": build_resunet, "basicunet": build_basicunet}
+    "unet": build_unet, "resunet": build_resunet, "basicunet": build_basicunet,
+    "segformer": build_segformer}
 
 
 def build_model(name: str, spatial_dims: int, **options) -> nn.Module:

@@ -42,7 +42,7 @@ def test_stage_hook_sees_every_encoder_stage_and_changes_the_output():
 
 
 def test_registry_is_a_plain_dict_of_builders_taking_spatial_dims():
-    assert set(MODEL_BUILDERS) == {"unet", "resunet", "basicunet"}
+    assert set(MODEL_BUILDERS) == {"unet", "resunet", "basicunet", "segformer"}
     with pytest.raises(KeyError):
         build_model("nope", 2)
 

@@ -164,7 +164,10 @@ def _product(values) -> int:
 
 
 def down_factors(model) -> tuple[int, ...]:
-    """Total down-sampling factor per spatial axis of the five-stage U-Net."""
+    """Total down-sampling factor per spatial axis of the network (U-Nets: 16, or the product
+    of model.pool; segformer: 32, its last stage's stride)."""
+    if model.name == "segformer":
+        return (32,) * model.spatial_dims
     if model.spatial_dims == 3 and model.pool:
         return tuple(_product(step[axis] for step in model.pool) for axis in range(3))
     return (16,) * model.spatial_dims
@@ -185,8 +188,11 @@ def check_consistency(recipe: Recipe) -> None:
     if pool and (dims != 3 or len(pool) != 4 or any(len(p) != 3 or min(p) < 1 for p in pool)):
         raise MaskTwinsError(f"recipe key 'model.pool' = {[list(p) for p in pool]}: expected four "
                              "[z, y, x] kernels of positive integers, and only for spatial_dims = 3")
+    if recipe.model.name == "segformer" and (dims != 2 or pool):
+        raise MaskTwinsError("recipe key 'model.name' = 'segformer': a 2-D network; set "
+                             "model.spatial_dims = 2 and leave model.pool empty")
     wanted = 6 if recipe.model.name == "basicunet" else 5
-    if len(recipe.model.features) != wanted:
+    if recipe.model.name != "segformer" and len(recipe.model.features) != wanted:
         raise MaskTwinsError(f"recipe key 'model.features' = {list(recipe.model.features)}: "
                              f"model.name = {recipe.model.name!r} takes {wanted} widths")
     if pool and recipe.model.name == "basicunet":

@@ -155,8 +155,21 @@ class ModelSection:
                     "pre/post, point-table labels as cube targets)", "segmentation",
                     choices=("segmentation", "synapse"))
     name: str = doc("network from the registry: unet (five-stage U-Net), resunet (isotropic "
-                    "residual U-Net, the synapse network) or basicunet (MONAI BasicUNet, six "
-                    "features)", "unet", choices=("unet", "resunet", "basicunet"))
+                    "residual U-Net, the synapse network), basicunet (MONAI BasicUNet, six "
+                    "features) or segformer (2-D natural images: SegFormer's MiT encoder from "
+                    "Hugging Face transformers, pip install 'masktwins[cityscapes]', with the "
+                    "DAFormer decoder)", "unet",
+                    choices=("unet", "resunet", "basicunet", "segformer"))
+    encoder: str = doc("segformer: the MiT size (mit_b5 in DAFormer/HRDA/MIC/MaskTwins; mit_tiny "
+                       "is a small test size, not a published one)", "mit_b5",
+                       choices=("mit_b0", "mit_b1", "mit_b2", "mit_b3", "mit_b4", "mit_b5",
+                                "mit_tiny"))
+    decoder_channels: int = doc("segformer: the DAFormer decoder's embedding width (DAFormer: "
+                                "256)", 256, min=8, max=1024)
+    pretrained: str = doc("segformer: ImageNet weights of the encoder in the original MiT layout "
+                          "(e.g. mit_b5.pth of SegFormer/mmsegmentation, downloaded by hand; "
+                          "nothing is downloaded here), loaded when a run starts; empty = "
+                          "random initialisation", "")
     spatial_dims: int = doc("2 (slice by slice) or 3 (volumetric)", 2, choices=(2, 3))
     in_channels: int = doc("input channels: 1 for EM ((z, y, x) or (y, x) volumes); C > 1 for "
                            "colour or multi-channel images, stored channel-first (c, z, y, x) "
@@ -251,6 +264,11 @@ class TrainSection:
     optimizer: str = doc("optimiser", "adam", choices=("adam", "adamw"))
     lr: float = doc("peak learning rate", 1e-3, gt=0.0, max=1.0)
     weight_decay: float = doc("weight decay", 0.0, min=0.0)
+    decoder_lr_mult: float = doc("the decoder's learning rate as a multiple of train.lr (DAFormer: "
+                                 "10 for its head; U-Nets: their decoder blocks)", 1.0, gt=0.0,
+                                 max=100.0)
+    norm_weight_decay: bool = doc("weight decay on normalisation layers too (DAFormer: none on "
+                                  "norms: false)", True)
     poly_power: float = doc("poly decay power: lr = peak * (1 - t/T)^power", 0.9, min=0.0)
     warmup_iterations: int = doc("linear learning-rate warm-up", 0, min=0)
     grad_clip: float = doc("clip the gradient norm to this value (0 = off)", 0.0, min=0.0)

@@ -53,7 +53,7 @@ def run_loop(parts: LoopParts, plan: LoopSchedule) -> list[dict]:
     for step in range(plan.start, plan.iterations):
         lr = learning_rate(step, plan.lr, plan.iterations, plan.poly_power, plan.warmup)
         for group in parts.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_mult", 1.0)
         terms = parts.losses(step)
         parts.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()

@@ -19,7 +19,7 @@ from ..io.atomic import write_text_atomic
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..method.teacher import ema_alpha_at, make_teacher, update_ema
 from ..runtime.device import autocast_for, resolve_device
-from ..runtime.networks import build_from_recipe
+from ..runtime.networks import build_from_recipe, load_pretrained_encoder
 from .batches import draw_batch, memory_format
 from .compatibility import check_resume_compatible
 from .data import TrainingData, open_training_data
@@ -70,10 +70,33 @@ class RunState:
 
 
 def _optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam(W) over parameter groups (see :func:`parameter_groups`); the loop sets each
+    group's learning rate to the schedule's times its ``lr_mult``."""
     t = recipe.train
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     fused = next(model.parameters()).device.type == "cuda"  # one kernel for the whole update
-    return cls(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused or None)
+    groups = parameter_groups(model, t.lr, t.weight_decay, t.decoder_lr_mult, t.norm_weight_decay)
+    return cls(groups, lr=t.lr, weight_decay=t.weight_decay, fused=fused or None)
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, weight_decay: float,
+                     decoder_lr_mult: float = 1.0, norm_weight_decay: bool = True) -> list[dict]:
+    """The parameters by (decoder or not, normalisation layer or not): decoder parameters (of
+    modules named ``decoder``) learn at ``decoder_lr_mult`` x ``lr``; normalisation layers get
+    no weight decay unless ``norm_weight_decay`` (DAFormer: none on norms). Empty groups are
+    left out; one group when nothing differs (the optimiser state of older runs still fits)."""
+    norms = (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm)
+    in_norm = {id(p) for module in model.modules() if isinstance(module, norms)
+               for p in module.parameters(recurse=False)}
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, parameter in model.named_parameters():
+        decoder = name.startswith("decoder.") or ".decoder." in name
+        key = (decoder and decoder_lr_mult != 1.0, id(parameter) in in_norm and not norm_weight_decay)
+        groups.setdefault(key, []).append(parameter)
+    return [{"params": params, "lr": lr * (decoder_lr_mult if decoder else 1.0),
+             "lr_mult": decoder_lr_mult if decoder else 1.0,
+             "weight_decay": 0.0 if no_decay else weight_decay}
+            for (decoder, no_decay), params in groups.items()]
 
 
 def _rng_payload(state: RunState) -> dict:
@@ -260,8 +283,9 @@ class Run:
 
 
 def build_run(recipe: Recipe, out: Path, ctx: Distributed | None = None,
-              device: torch.device | None = None) -> Run:
-    """Open the data and build the networks (seeded); nothing is written yet.
+              device: torch.device | None = None, fresh: bool = True) -> Run:
+    """Open the data and build the networks (seeded; a ``fresh`` run loads
+    ``model.pretrained``, a resumed one its checkpoint instead); nothing is written yet.
 
     Every rank builds the same initial weights; data, mask and dropout RNGs are per rank
     (``ctx.seed``). Under torchrun the process group must already exist (see :func:`train`).
@@ -273,7 +297,10 @@ def build_run(recipe: Recipe, out: Path, ctx: Distributed | None = None,
     seed = recipe.train.seed
     torch.manual_seed(seed)
     data = open_training_data(recipe)
-    model = build_from_recipe(recipe).to(device, memory_format=memory_format(recipe, device))
+    model = build_from_recipe(recipe)
+    if fresh and recipe.model.pretrained:
+        load_pretrained_encoder(model, recipe.model.pretrained, recipe.model.encoder)
+    model = model.to(device, memory_format=memory_format(recipe, device))
     teacher = make_teacher(model) if recipe.method.adapt and recipe.method.ema else None
     if ctx.rank:
         torch.manual_seed(ctx.seed(seed))  # dropout differs per rank; rank 0 keeps its stream
@@ -310,7 +337,7 @@ def _train(recipe: Recipe, resume: bool, report: Reporter | None, ctx: Distribut
            device: torch.device) -> TrainResult:
     started = time.perf_counter()
     out, payload = _prepare_output(recipe, resume, ctx.world_size)
-    run = build_run(recipe, out, ctx, device)
+    run = build_run(recipe, out, ctx, device, fresh=payload is None)
     start = run.restore(payload) if payload is not None else 0
     _start_outputs(run, start if payload is not None else None, report)
     t = recipe.train
