@@ -209,6 +209,9 @@ def check_consistency(recipe: Recipe) -> None:
                              f"one of the classes 0..{recipe.model.num_classes - 1} "
                              "(model.num_classes); choose a value above them, e.g. 255")
     check_normalization(recipe)
+    if recipe.data.rare_class_temperature > 0 and recipe.data.foreground_oversample > 0:
+        raise MaskTwinsError("recipe keys 'data.rare_class_temperature' and "
+                             "'data.foreground_oversample' both place the source crops: use one")
     weights = recipe.method.class_weights
     if weights and len(weights) != recipe.model.num_classes:
         raise MaskTwinsError(f"recipe key 'method.class_weights' = {list(weights)}: expected "
@@ -270,6 +273,9 @@ def check_task(recipe: Recipe) -> None:
          "synapse detection has 2 sigmoid channels (pre, post): set 2"),
         (m.in_channels != 1, "model.in_channels", m.in_channels,
          "synapse detection reads one-channel EM volumes: set 1"),
+        (method.classmix, "method.classmix", True, "ClassMix mixes class labels (segmentation)"),
+        (d.rare_class_temperature > 0, "data.rare_class_temperature", d.rare_class_temperature,
+         "rare-class sampling draws segmentation classes"),
         (d.cube_size % 2 == 0, "data.cube_size", d.cube_size,
          "cube targets are centred on their point's voxel: use an odd size"),
         (bool(method.class_weights), "method.class_weights", list(method.class_weights),

@@ -81,6 +81,13 @@ class DataSection:
     foreground_oversample: float = doc("probability that a labeled crop is placed around a random "
                                        "foreground voxel (nnU-Net uses 0.33; 0 = uniform crops)",
                                        0.0, min=0.0, max=1.0)
+    rare_class_temperature: float = doc("rare-class sampling of source crops (DAFormer: 0.01): a "
+                                        "class is drawn with probability softmax((1 - f_c) / T) "
+                                        "of its pixel share f_c, then a slice holding it, then a "
+                                        "crop around one of its pixels; 0 = off", 0.0, min=0.0)
+    rare_class_min_pixels: int = doc("rare-class sampling: a slice counts for a class when it "
+                                     "holds at least this many of its pixels (DAFormer: 3000)",
+                                     3000, min=1)
 
 
 @dataclass(frozen=True)
@@ -247,6 +254,10 @@ class MethodSection:
                                  length=(0, 2, 3), min=0, integer=True)
     quality_tau: float = doc("[tau] confidence above which a pixel counts for the quality weight",
                              0.968, gt=0.0, lt=1.0)
+    classmix: bool = doc("DACS ClassMix (DAFormer, MIC and the released MaskTwins code on natural "
+                         "images): half of each source image's classes pasted onto a target "
+                         "crop, trained against the source labels there and the pseudo-labels "
+                         "elsewhere (weight 1, an extra loss_mix term; segmentation)", False)
     adain: bool = doc("AdaIN: re-style source features with target statistics in shallow stages", True)
     adain_stages: int = doc("number of shallow encoder stages AdaIN acts on", 2, min=1, max=4)
     class_weights: tuple = doc("cross-entropy class weights for L_sup (empty = unweighted; "

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import MaskTwinsError
 from ..io.layout import channel_count, spatial_shape
 from .normalization import IntensityStats, normalize, sample_step
+from .rare_classes import RareClassSampler, pixel_of_class
 
 CACHE_BYTES = 2 * 1024**3
 
@@ -93,6 +94,10 @@ class VolumeCrops:
             return as_zyx(volume)
         nbytes = int(np.prod(volume.shape)) * np.dtype(volume.dtype).itemsize
         return as_zyx(volume.read_all()) if nbytes <= CACHE_BYTES else volume
+
+    def label_plane(self, z: int) -> np.ndarray:
+        """The (y, x) class labels of slice ``z``."""
+        return self._read(self.labels, (slice(z, z + 1), slice(None), slice(None)))[0]
 
     def _read(self, volume, box):
         if len(volume.shape) == 4:
@@ -193,23 +198,29 @@ class PatchSampler:
     (B, C, *patch) float32 for channel targets (or None).
     ``foreground_oversample`` is the probability that a crop is placed around a random labeled
     foreground voxel instead of uniformly (nnU-Net's oversampling, for rare classes); with 0 no
-    extra random numbers are drawn.
+    extra random numbers are drawn. ``rare`` (a :class:`~.rare_classes.RareClassSampler`)
+    places every crop around a pixel of a class it draws (DAFormer's rare-class sampling).
     """
 
     def __init__(self, crops: VolumeCrops, patch_size: Sequence[int], spatial_dims: int,
                  augment: bool = True, intensity_augment: float = 0.0,
-                 foreground_oversample: float = 0.0):
+                 foreground_oversample: float = 0.0, rare: RareClassSampler | None = None):
         self.crops = crops
         self.spatial_dims = spatial_dims
         self.size = crop_size_zyx(patch_size, spatial_dims)
         self.augment = augment
         self.intensity_augment = intensity_augment
         self.foreground_oversample = foreground_oversample
+        self.rare = rare
         check_fits(crops.shape, self.size, crops.names[0])
         self.foreground = (foreground_voxels(crops) if foreground_oversample > 0
                            else np.zeros((0, 3), np.int64))
 
     def _start(self, rng: np.random.Generator) -> list[int]:
+        if self.rare is not None:
+            cls, z = self.rare.draw(rng)
+            y, x = pixel_of_class(self.crops.label_plane(z), cls, rng)
+            return start_around((z, y, x), self.size, self.crops.shape, rng)
         if self.foreground_oversample > 0 and rng.random() < self.foreground_oversample \
                 and len(self.foreground):
             voxel = self.foreground[int(rng.integers(len(self.foreground)))]

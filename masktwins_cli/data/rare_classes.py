@@ -14,22 +14,43 @@ pass over the labels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from ..errors import MaskTwinsError
 
 
-def count_class_pixels(labels, num_classes: int) -> np.ndarray:
-    """(Z, K) int64 pixels of each class 0..K-1 per slice of a (z, y, x) label volume (numpy or
-    Volume, read slice by slice); other values (the ignore label) are not counted."""
+def count_class_pixels(planes: Iterable[np.ndarray], num_classes: int) -> np.ndarray:
+    """(Z, K) int64 pixels of each class 0..K-1 per (y, x) label slice of ``planes`` (read one
+    at a time); other values (the ignore label) are not counted."""
     rows = []
-    for z in range(labels.shape[0]):
-        plane = np.asarray(labels[z]).ravel()
+    for plane in planes:
+        plane = np.asarray(plane).ravel()
         plane = plane[(plane >= 0) & (plane < num_classes)].astype(np.int64)
         rows.append(np.bincount(plane, minlength=num_classes)[:num_classes])
     return np.stack(rows)
+
+
+def recorded_class_pixels(labels_uri: str, depth: int, num_classes: int) -> np.ndarray | None:
+    """The per-slice class counts ``prepare`` recorded for a zarr label volume (the container's
+    ``masktwins_prepare.class_pixels``), if they fit (``depth`` rows, at least ``num_classes``
+    columns); else None."""
+    from ..io.backends import parse_uri
+
+    try:
+        import zarr
+
+        location = parse_uri(labels_uri)
+        if location.kind != "zarr":
+            return None
+        attrs = zarr.open_group(str(location.container), mode="r").attrs.get("masktwins_prepare", {})
+        pixels = np.asarray(attrs.get("class_pixels"), np.int64)
+    except Exception:  # no record, another layout: count instead
+        return None
+    if pixels.ndim != 2 or pixels.shape[0] != depth or pixels.shape[1] < num_classes:
+        return None
+    return pixels[:, :num_classes]
 
 
 def class_probabilities(class_pixels: np.ndarray, temperature: float) -> np.ndarray:

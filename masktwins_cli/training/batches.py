@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from ..config.schema import Recipe
 from ..data.augmentation import Augmenter
+from ..method.classmix import class_mix_masks, mix_images
 from .data import TrainingData
-from .step import Batch
+from .step import Batch, centre
 
 
 def memory_format(recipe: Recipe, device: torch.device) -> torch.memory_format:
@@ -49,11 +52,26 @@ def draw_batch(data: TrainingData, recipe: Recipe, rng: np.random.Generator, dev
     batch = Batch(torch.from_numpy(images).to(device, non_blocking=True),
                   torch.from_numpy(labels).to(device, non_blocking=True),
                   None if target is None else target.to(device, non_blocking=True))
-    batch = augment_batch(batch, Augmenter(recipe.augment, recipe.model.spatial_dims), rng)
+    augmenter = Augmenter(recipe.augment, recipe.model.spatial_dims)
+    batch = augment_batch(batch, augmenter, rng)
+    if recipe.method.classmix and batch.target is not None:
+        batch = class_mixed(batch, recipe, augmenter, rng)
     layout = memory_format(recipe, device)
 
     def laid_out(images: torch.Tensor | None) -> torch.Tensor | None:
         return None if images is None else images.contiguous(memory_format=layout)
 
-    return Batch(laid_out(batch.source), batch.source_labels, laid_out(batch.target),
-                 laid_out(batch.target_student))
+    return replace(batch, source=laid_out(batch.source), target=laid_out(batch.target),
+                   target_student=laid_out(batch.target_student), mixed=laid_out(batch.mixed))
+
+
+def class_mixed(batch: Batch, recipe: Recipe, augmenter: Augmenter,
+                rng: np.random.Generator) -> Batch:
+    """DACS ClassMix on an augmented batch: half of each source crop's classes pasted onto the
+    (clean) target crop it is paired with (the student's centre with ``method.teacher_context``),
+    then the strong augmentation (``augment.strong_target``) on the mixed images, as DACS does.
+    The mixed labels need the pseudo-labels and are made in the step."""
+    context = recipe.method.teacher_context or (0,) * recipe.model.spatial_dims
+    masks = class_mix_masks(batch.source_labels, rng, recipe.data.ignore_label)
+    mixed = mix_images(masks, batch.source, centre(batch.target, context))
+    return replace(batch, mixed=augmenter.strong_target(mixed, rng), mix_masks=masks)

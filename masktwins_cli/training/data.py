@@ -18,6 +18,7 @@ from ..config.schema import Recipe
 from ..data.images import check_channels
 from ..data.normalization import image_stats
 from ..data.patches import PatchSampler, SamplerMix, VolumeCrops
+from ..data.rare_classes import RareClassSampler, count_class_pixels, recorded_class_pixels
 from ..errors import MaskTwinsError
 from ..io.layout import spatial_shape
 from ..io.volumes import open_volume
@@ -102,6 +103,18 @@ def crop_weights(volumes: list[RoleVolume], shapes: list) -> list[float]:
     return weights
 
 
+def rare_class_sampler(recipe: Recipe, crops: VolumeCrops) -> RareClassSampler | None:
+    """DAFormer's rare-class sampling over one source volume (``data.rare_class_temperature``
+    > 0), from the class counts ``prepare`` recorded, else from one pass over the labels."""
+    d, k = recipe.data, recipe.model.num_classes
+    if d.rare_class_temperature <= 0:
+        return None
+    pixels = recorded_class_pixels(crops.names[1], crops.shape[0], k)
+    if pixels is None:
+        pixels = count_class_pixels((crops.label_plane(z) for z in range(crops.shape[0])), k)
+    return RareClassSampler(pixels, d.rare_class_temperature, d.rare_class_min_pixels)
+
+
 def role_list(recipe: Recipe, role: str) -> list[RoleVolume]:
     """The role's volumes; MaskTwinsError (naming the key) when there is none."""
     volumes = list(role_volumes(recipe.data, role))
@@ -121,7 +134,8 @@ def open_training_data(recipe: Recipe) -> TrainingData:
     crops = [source_crops(recipe, volume) for volume in sources]
     check_same_voxel_size(sources, crops, "source")
     source = SamplerMix([PatchSampler(c, d.patch_size, m.spatial_dims, d.augment,
-                                      d.intensity_augment, d.foreground_oversample) for c in crops],
+                                      d.intensity_augment, d.foreground_oversample,
+                                      rare_class_sampler(recipe, c)) for c in crops],
                         crop_weights(sources, [c.shape for c in crops]))
     if not recipe.method.adapt:
         return TrainingData(source, None)

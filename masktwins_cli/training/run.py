@@ -214,9 +214,11 @@ class Run:
         adapting = step >= r.method.adapt_start  # before: source-only warm-up, no target drawn
         batch = draw_batch(self.data, r, self.state.data_rng, self.device, with_target=adapting)
         with autocast_for(self.device, r.train.amp):
+            # views in one forward only where normalisation is per sample (not BatchNorm)
+            per_sample = r.model.norm == "instance" and r.model.name != "segformer"
             return masktwins_losses(self.student, self.labeler, batch, r.method, self.state.mask_generator,
-                                    batched_views=r.model.norm == "instance",
-                                    objective=self.objective)
+                                    batched_views=per_sample, objective=self.objective,
+                                    ignore_label=r.data.ignore_label)
 
     @functools.cached_property
     def objective(self) -> Objective:

@@ -19,12 +19,14 @@ import torch
 from torch import nn
 
 from ..method.adain import AdaINStyler, StatisticsRecorder
+from ..method.classmix import mix_labels
 from ..method.losses import (
     consistency_loss,
     supervised_loss,
     twin_cross_entropy,
     twin_weighted_bce,
     weighted_bce,
+    weighted_cross_entropy,
 )
 from ..method.masking import masked_views, view_masks
 from ..method.pseudo_labels import (
@@ -50,6 +52,8 @@ class Batch:
     source_labels: torch.Tensor
     target: torch.Tensor | None = None
     target_student: torch.Tensor | None = None
+    mixed: torch.Tensor | None = None  # ClassMix images (B, C, *sp) (method.classmix)
+    mix_masks: torch.Tensor | None = None  # (B, 1, *sp): 1 where the source was pasted
 
 
 @dataclass(frozen=True)
@@ -145,7 +149,7 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
                      generator: torch.Generator, class_weights: torch.Tensor | None = None,
                      batched_views: bool = True, task: str = "segmentation",
                      cube_size: int = 3, objective: Objective | None = None,
-                     ) -> dict[str, torch.Tensor]:
+                     ignore_label: int | None = None) -> dict[str, torch.Tensor]:
     """All loss terms of one iteration (0-d tensors); ``loss`` is the total to minimise.
 
     Args:
@@ -160,8 +164,10 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
         cube_size: synapse cube edge in voxels, for cube pseudo-labels.
         objective: the task's maths built once by the caller (:func:`objective_for`); by default
             built here from ``task``, ``method``, ``class_weights`` and ``cube_size``.
+        ignore_label: the source labels' ignore value (ClassMix pastes no label there).
 
-    Returns keys: loss, loss_sup, and when adapting loss_cl, loss_cm, confident_fraction, and
+    Returns keys: loss, loss_sup, and when adapting loss_cl, loss_cm (loss_mix with ClassMix
+    images in the batch), confident_fraction, and
     pseudo_foreground and teacher_confidence (segmentation) or confident_pre, confident_post, pseudo_pre_ppm,
     pseudo_post_ppm (synapse: positive pseudo-labels per million valid voxels).
     """
@@ -186,5 +192,10 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
     loss_cl = objective.twin(view_logits, labels, weights)
     loss_cm = consistency_loss(view_logits, method.consistency_on, objective.activation)
     total = loss_sup + loss_cl + method.lambda_cm * loss_cm
+    if batch.mixed is not None:  # DACS ClassMix: source labels pasted, pseudo-labels elsewhere
+        mixed_labels, mixed_weights = mix_labels(batch.mix_masks, batch.source_labels, labels,
+                                                 weights, ignore_label)
+        extra["loss_mix"] = weighted_cross_entropy(student(batch.mixed), mixed_labels, mixed_weights)
+        total = total + extra["loss_mix"]
     return {"loss": total, "loss_sup": loss_sup.detach(), "loss_cl": loss_cl.detach(),
             "loss_cm": loss_cm.detach(), **{k: v.detach() for k, v in extra.items()}}
