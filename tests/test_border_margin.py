@@ -152,3 +152,20 @@ def test_shipped_2d_recipes_do_not_teach_the_teachers_window_edge(name):
     masktwins_losses(student, BottomEdgeTeacher(), batch, method,
                      torch.Generator().manual_seed(0))["loss"].backward()
     assert (student.logits.grad[0, 1, -4:] >= 0).all()  # never pulled towards foreground
+
+
+def test_margins_may_differ_at_each_end_of_an_axis():
+    """DAFormer's Cityscapes margins: (top, bottom, left, right) = (30, 240, 30, 30) on its
+    crops; here (1, 3, 2, 0) on an 8 x 8 patch."""
+    out = ignore_margin(torch.ones(2, 8, 8), (1, 3, 2, 0), spatial_dims=2)
+    kept = out[0] > 0
+    assert kept[1:5, 2:].all() and not kept[0].any() and not kept[5:].any()
+    assert not kept[:, :2].any() and kept.sum() == 4 * 6
+    from masktwins_cli.config.recipe import recipe_from_dict
+    from masktwins_cli.errors import MaskTwinsError
+
+    recipe_from_dict({"method": {"pseudo_margin": [30, 120, 30, 30]}})  # 256 x 256 patches
+    with pytest.raises(MaskTwinsError, match="leaves no pseudo"):
+        recipe_from_dict({"method": {"pseudo_margin": [30, 240, 0, 0]}})
+    with pytest.raises(MaskTwinsError, match="needs 2"):
+        recipe_from_dict({"method": {"pseudo_margin": [1, 2, 3]}})

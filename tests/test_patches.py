@@ -77,3 +77,18 @@ def test_oversampled_crops_match_the_volume_at_their_place(dims, patch):
         box = (slice(z, z + (1 if dims == 2 else patch[0])), slice(y, y + 16), slice(x, x + 16))
         np.testing.assert_array_equal(crop.reshape(image[box].shape), image[box])
         np.testing.assert_array_equal(crop_label.reshape(labels[box].shape), labels[box])
+
+
+def test_horizontal_flips_only_mirror_left_right():
+    """flips = 'horizontal' (natural images): a crop is itself or its left-right mirror, never
+    upside down or turned."""
+    image = np.arange(3 * 16 * 16, dtype=np.float32).reshape(3, 16, 16)
+    labels = (np.arange(16 * 16).reshape(16, 16) % 2).astype(np.uint8)
+    sampler = PatchSampler(VolumeCrops(image[:, None], STATS, labels[None]), (16, 16), 2, augment=True,
+                           flips="horizontal")
+    crops, targets = sampler.sample(20, np.random.default_rng(0))
+    mirrored = [np.array_equal(c, image[:, :, ::-1]) for c in crops]
+    assert all(m or np.array_equal(c, image) for m, c in zip(mirrored, crops))
+    assert 0 < sum(mirrored) < 20
+    for m, t in zip(mirrored, targets):
+        assert np.array_equal(t, labels[:, ::-1] if m else labels)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MaskTwinsError
+from ..method.pseudo_labels import margin_pairs
 from .roles import check_roles, role_volumes
 from .schema import Recipe
 
@@ -217,11 +218,14 @@ def check_consistency(recipe: Recipe) -> None:
         raise MaskTwinsError(f"recipe key 'method.class_weights' = {list(weights)}: expected "
                              f"{recipe.model.num_classes} entries (model.num_classes)")
     margin, context = recipe.method.pseudo_margin, recipe.method.teacher_context
-    for key, value in (("method.pseudo_margin", margin), ("method.teacher_context", context)):
-        if value and len(value) != dims:
-            raise MaskTwinsError(f"recipe key '{key}' = {list(value)}: needs {dims} entries (or [] "
-                                 "for none)")
-    if margin and any(2 * m >= p for m, p in zip(margin, recipe.data.patch_size)):
+    if margin and len(margin) not in (dims, 2 * dims):
+        raise MaskTwinsError(f"recipe key 'method.pseudo_margin' = {list(margin)}: needs {dims} "
+                             f"entries, or {2 * dims} (before, after per axis), or [] for none")
+    if context and len(context) != dims:
+        raise MaskTwinsError(f"recipe key 'method.teacher_context' = {list(context)}: needs {dims} "
+                             "entries (or [] for none)")
+    if margin and any(sum(pair) >= p for pair, p in zip(margin_pairs(margin, dims),
+                                                         recipe.data.patch_size)):
         raise MaskTwinsError(f"recipe key 'method.pseudo_margin' = {list(margin)}: leaves no pseudo-"
                              f"labels in a data.patch_size {list(recipe.data.patch_size)} patch")
     if context and any((p + 2 * c) % f for p, c, f in zip(recipe.data.patch_size, context, factors)):

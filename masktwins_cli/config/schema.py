@@ -75,7 +75,10 @@ class DataSection:
                       "units (ImageNet on 0-255 RGB: [123.675, 116.28, 103.53])", ())
     std: tuple = doc("data.normalization = 'fixed': the standard deviation per channel, raw units "
                      "(ImageNet on 0-255 RGB: [58.395, 57.12, 57.375])", (), gt=0.0)
-    augment: bool = doc("random flips and 90-degree in-plane rotations of training crops", True)
+    augment: bool = doc("random flips of training crops (see data.flips)", True)
+    flips: str = doc("with data.augment: all (flips on every spatial axis and 90-degree in-plane "
+                     "turns: EM has no up or down) or horizontal (left-right flips only: natural "
+                     "images, as DAFormer)", "all", choices=("all", "horizontal"))
     intensity_augment: float = doc("strength of random contrast/brightness jitter (0 = off)", 0.1,
                                    min=0.0, max=1.0)
     foreground_oversample: float = doc("probability that a labeled crop is placed around a random "
@@ -242,10 +245,12 @@ class MethodSection:
                              "max(f, 1-f) / min(f, 1-f), the other 1) or none", "rebalance",
                              choices=("rebalance", "none"))
     pseudo_margin: tuple = doc("pseudo-labels within this many voxels of the patch border are "
-                               "ignored, one value per axis (y, x) or (z, y, x); empty = none. The "
-                               "teacher's border predictions lack context and carry its window-edge "
+                               "ignored, one value per axis (y, x) or (z, y, x), or a (before, "
+                               "after) pair per axis ((top, bottom, left, right) in 2-D: DAFormer's "
+                               "Cityscapes margins [30, 240, 30, 30]); empty = none. The teacher's "
+                               "border predictions lack context and carry its window-edge "
                                "behaviour, which self-training would amplify", (),
-                               length=(0, 2, 3), min=0, integer=True)
+                               length=(0, 2, 3, 4, 6), min=0, integer=True)
     teacher_context: tuple = doc("the teacher predicts the pseudo-labels on a target crop this many "
                                  "voxels larger at each end of each axis ((y, x) or (z, y, x)) and "
                                  "the student learns the centre (data.patch_size): pseudo-labels "

@@ -139,12 +139,18 @@ def check_fits(shape: Sequence[int], size: Sequence[int], name: str) -> None:
 
 
 def augment_pair(image: np.ndarray, labels: np.ndarray | None, spatial_dims: int,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-    """Random flips on every spatial axis and a random 90-degree turn in the (y, x) plane.
+                 rng: np.random.Generator, flips: str = "all") -> tuple[np.ndarray, np.ndarray | None]:
+    """Random flips on every spatial axis and a random 90-degree turn in the (y, x) plane
+    (``flips = 'all'``), or a random left-right flip only (``'horizontal'``).
 
     ``image`` and ``labels`` end in the crop's spatial axes ((y, x) or (z, y, x)), with or
     without leading channels; only the last ``spatial_dims`` axes move.
     """
+    if flips == "horizontal":
+        if rng.random() < 0.5:
+            image = np.flip(image, -1)
+            labels = None if labels is None else np.flip(labels, -1)
+        return image, labels
     for axis in range(-spatial_dims, 0):
         if rng.random() < 0.5:
             image = np.flip(image, axis)
@@ -200,11 +206,13 @@ class PatchSampler:
     foreground voxel instead of uniformly (nnU-Net's oversampling, for rare classes); with 0 no
     extra random numbers are drawn. ``rare`` (a :class:`~.rare_classes.RareClassSampler`)
     places every crop around a pixel of a class it draws (DAFormer's rare-class sampling).
+    ``flips``: see :func:`augment_pair`.
     """
 
     def __init__(self, crops: VolumeCrops, patch_size: Sequence[int], spatial_dims: int,
                  augment: bool = True, intensity_augment: float = 0.0,
-                 foreground_oversample: float = 0.0, rare: RareClassSampler | None = None):
+                 foreground_oversample: float = 0.0, rare: RareClassSampler | None = None,
+                 flips: str = "all"):
         self.crops = crops
         self.spatial_dims = spatial_dims
         self.size = crop_size_zyx(patch_size, spatial_dims)
@@ -212,6 +220,7 @@ class PatchSampler:
         self.intensity_augment = intensity_augment
         self.foreground_oversample = foreground_oversample
         self.rare = rare
+        self.flips = flips
         check_fits(crops.shape, self.size, crops.names[0])
         self.foreground = (foreground_voxels(crops) if foreground_oversample > 0
                            else np.zeros((0, 3), np.int64))
@@ -233,7 +242,7 @@ class PatchSampler:
         if self.spatial_dims == 2:
             image, labels = image[:, 0], None if labels is None else labels[..., 0, :, :]
         if self.augment:
-            image, labels = augment_pair(image, labels, self.spatial_dims, rng)
+            image, labels = augment_pair(image, labels, self.spatial_dims, rng, self.flips)
         if self.intensity_augment > 0:
             s = self.intensity_augment
             image = image * np.float32(rng.uniform(1 - s, 1 + s)) + np.float32(rng.uniform(-s, s))

@@ -136,11 +136,21 @@ def cube_pseudo_labels(teacher_logits: torch.Tensor, thresholds, cube_size: int,
     return labels_and_fraction(cubes, cubes | (probs <= 1.0 - delta))
 
 
-def ignore_margin(weights: torch.Tensor, margin) -> torch.Tensor:
+def margin_pairs(margin, spatial_dims: int) -> list[tuple[int, int]]:
+    """(before, after) voxels per spatial axis: ``margin`` holds one value per axis (both ends)
+    or a pair per axis (2-D: top, bottom, left, right)."""
+    margin = [int(m) for m in margin]
+    if len(margin) == 2 * spatial_dims:
+        return list(zip(margin[0::2], margin[1::2]))
+    return [(m, m) for m in margin]
+
+
+def ignore_margin(weights: torch.Tensor, margin, spatial_dims: int | None = None) -> torch.Tensor:
     """Zero the pseudo-label weights within ``margin`` voxels of the patch border.
 
     ``weights`` is (B, *spatial) or (B, C, *spatial); ``margin`` has one entry per spatial axis
-    (counted from the end), 0 = keep the axis whole. The teacher predicts each patch without
+    (counted from the end) or, given ``spatial_dims``, a (before, after) pair per axis (see
+    :func:`margin_pairs`); 0 = keep that end whole. The teacher predicts each patch without
     the context beyond it, so its border predictions are its least reliable, and they carry
     whatever the network does at a window edge (zero padding): pseudo-labels there would teach
     the student the teacher's border behaviour, and self-training amplifies it. (DAFormer drops
@@ -149,12 +159,12 @@ def ignore_margin(weights: torch.Tensor, margin) -> torch.Tensor:
     if not any(margin):
         return weights
     out = weights.clone()
-    spatial = len(margin)
-    for axis, m in enumerate(margin):
-        if m <= 0:
-            continue
-        dim = weights.dim() - spatial + axis
+    pairs = margin_pairs(margin, spatial_dims or len(margin))
+    for axis, (before, after) in enumerate(pairs):
+        dim = weights.dim() - len(pairs) + axis
         size = weights.shape[dim]
-        out.narrow(dim, 0, min(m, size)).zero_()
-        out.narrow(dim, max(size - m, 0), min(m, size)).zero_()
+        if before > 0:
+            out.narrow(dim, 0, min(before, size)).zero_()
+        if after > 0:
+            out.narrow(dim, max(size - after, 0), min(after, size)).zero_()
     return out

@@ -135,7 +135,7 @@ def open_training_data(recipe: Recipe) -> TrainingData:
     check_same_voxel_size(sources, crops, "source")
     source = SamplerMix([PatchSampler(c, d.patch_size, m.spatial_dims, d.augment,
                                       d.intensity_augment, d.foreground_oversample,
-                                      rare_class_sampler(recipe, c)) for c in crops],
+                                      rare_class_sampler(recipe, c), d.flips) for c in crops],
                         crop_weights(sources, [c.shape for c in crops]))
     if not recipe.method.adapt:
         return TrainingData(source, None)
@@ -156,6 +156,7 @@ def open_training_data(recipe: Recipe) -> TrainingData:
                                  "method.teacher_context (or set it to [])")
         target_crops.append(target)
     check_same_voxel_size(targets, target_crops, "target")
-    target = SamplerMix([PatchSampler(c, teacher_patch, m.spatial_dims, d.augment, jitter)
+    target = SamplerMix([PatchSampler(c, teacher_patch, m.spatial_dims, d.augment, jitter,
+                                      flips=d.flips)
                          for c in target_crops], crop_weights(targets, [c.shape for c in target_crops]))
     return TrainingData(source, target)

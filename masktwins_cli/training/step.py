@@ -180,7 +180,8 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
         teacher_logits = labeler(batch.target, stage_hook=recorder if method.adain else None)
     context = method.teacher_context or (0,) * (batch.target.dim() - 2)
     labels, weights, extra = objective.pseudo(centre(teacher_logits, context))
-    weights = ignore_margin(weights, method.pseudo_margin or (0,) * (batch.target.dim() - 2))
+    dims = batch.target.dim() - 2
+    weights = ignore_margin(weights, method.pseudo_margin or (0,) * dims, dims)
     styler = AdaINStyler(recorder.statistics) if method.adain else None
     loss_sup = objective.supervised(student(batch.source, stage_hook=styler), batch.source_labels)
     student_target = centre(batch.target if batch.target_student is None else batch.target_student,
