@@ -68,7 +68,7 @@ def test_the_recipe_trains_infers_and_evaluates_as_written(in_work):
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
     assert len(steps) == 4
-    for key in ("loss_sup", "loss_cl", "loss_cm", "loss_mix", "confident_fraction"):
+    for key in ("loss_sup", "loss_cl", "loss_cm", "loss_mix", "loss_fd", "confident_fraction"):
         assert all(np.isfinite(r[key]) for r in steps), key
     assert any("val_miou" in r for r in records)
     lrs = [r["lr"] for r in steps]

@@ -210,6 +210,15 @@ def check_consistency(recipe: Recipe) -> None:
                              f"one of the classes 0..{recipe.model.num_classes - 1} "
                              "(model.num_classes); choose a value above them, e.g. 255")
     check_normalization(recipe)
+    if recipe.method.feature_distance > 0 and (recipe.model.name != "segformer"
+                                               or not recipe.model.pretrained):
+        raise MaskTwinsError("recipe key 'method.feature_distance' compares with the ImageNet "
+                             "encoder: it needs model.name = 'segformer' and model.pretrained")
+    if any(c >= recipe.model.num_classes for c in recipe.method.feature_distance_classes) and \
+            recipe.method.feature_distance > 0:
+        raise MaskTwinsError(f"recipe key 'method.feature_distance_classes' = "
+                             f"{list(recipe.method.feature_distance_classes)}: classes are "
+                             f"0..{recipe.model.num_classes - 1}")
     if recipe.data.rare_class_temperature > 0 and recipe.data.foreground_oversample > 0:
         raise MaskTwinsError("recipe keys 'data.rare_class_temperature' and "
                              "'data.foreground_oversample' both place the source crops: use one")

@@ -263,6 +263,17 @@ class MethodSection:
                          "images): half of each source image's classes pasted onto a target "
                          "crop, trained against the source labels there and the pseudo-labels "
                          "elsewhere (weight 1, an extra loss_mix term; segmentation)", False)
+    feature_distance: float = doc("[lambda_FD] DAFormer's ImageNet feature distance: the student's "
+                                  "deepest source features kept near the frozen ImageNet encoder's "
+                                  "on the thing classes (DAFormer: 0.005; 0 = off; needs "
+                                  "model.pretrained)", 0.0, min=0.0)
+    feature_distance_classes: tuple = doc("classes whose pixels count for the feature distance "
+                                          "(Cityscapes' things: traffic light, sign, person, rider, "
+                                          "car, truck, bus, train, motorcycle, bicycle)",
+                                          (6, 7, 11, 12, 13, 14, 15, 16, 17, 18), min=0, integer=True)
+    feature_distance_min_ratio: float = doc("a feature pixel takes its block's majority class when "
+                                            "that class covers at least this share of the block "
+                                            "(DAFormer: 0.75)", 0.75, gt=0.0, max=1.0)
     adain: bool = doc("AdaIN: re-style source features with target statistics in shallow stages", True)
     adain_stages: int = doc("number of shallow encoder stages AdaIN acts on", 2, min=1, max=4)
     class_weights: tuple = doc("cross-entropy class weights for L_sup (empty = unweighted; "

@@ -185,6 +185,7 @@ class Run:
     report: Reporter | None = None
     dist: Distributed = field(default_factory=Distributed)
     ddp: torch.nn.Module | None = None
+    imagenet: torch.nn.Module | None = None  # frozen ImageNet network (method.feature_distance)
 
     compiled: dict = field(default_factory=dict)
 
@@ -218,7 +219,15 @@ class Run:
             per_sample = r.model.norm == "instance" and r.model.name != "segformer"
             return masktwins_losses(self.student, self.labeler, batch, r.method, self.state.mask_generator,
                                     batched_views=per_sample, objective=self.objective,
-                                    ignore_label=r.data.ignore_label)
+                                    ignore_label=r.data.ignore_label,
+                                    reference=self.imagenet_features, num_classes=r.model.num_classes)
+
+    def imagenet_features(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The frozen ImageNet encoder's deepest features (None without the feature distance)."""
+        if self.imagenet is None:
+            return None
+        with autocast_for(self.device, self.recipe.train.amp):
+            return self.imagenet.encode(images)[-1]
 
     @functools.cached_property
     def objective(self) -> Objective:
@@ -310,7 +319,18 @@ def build_run(recipe: Recipe, out: Path, ctx: Distributed | None = None,
     state = RunState(np.random.default_rng(ctx.seed(seed)), generator)
     validator = Validator.from_recipe(recipe, device) if ctx.main else None
     return Run(recipe, out, device, data, model, teacher, _optimizer(recipe, model), state,
-               validator, dist=ctx, ddp=wrap_student(model, ctx, device))
+               validator, dist=ctx, ddp=wrap_student(model, ctx, device),
+               imagenet=imagenet_network(recipe, device))
+
+
+def imagenet_network(recipe: Recipe, device: torch.device) -> torch.nn.Module | None:
+    """The frozen network holding ``model.pretrained``'s ImageNet encoder, for the feature
+    distance (None when it is off); built from the file at every start, resumed runs too."""
+    if recipe.method.feature_distance <= 0:
+        return None
+    network = build_from_recipe(recipe)
+    load_pretrained_encoder(network, recipe.model.pretrained, recipe.model.encoder)
+    return network.eval().requires_grad_(False).to(device)
 
 
 def _start_outputs(run: Run, resumed_step: int | None, report: Reporter | None) -> None:

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..method.adain import AdaINStyler, StatisticsRecorder
 from ..method.classmix import mix_labels
+from ..method.feature_distance import StageCapture, feature_distance
 from ..method.losses import (
     consistency_loss,
     supervised_loss,
@@ -149,7 +150,9 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
                      generator: torch.Generator, class_weights: torch.Tensor | None = None,
                      batched_views: bool = True, task: str = "segmentation",
                      cube_size: int = 3, objective: Objective | None = None,
-                     ignore_label: int | None = None) -> dict[str, torch.Tensor]:
+                     ignore_label: int | None = None,
+                     reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                     num_classes: int = 2) -> dict[str, torch.Tensor]:
     """All loss terms of one iteration (0-d tensors); ``loss`` is the total to minimise.
 
     Args:
@@ -165,6 +168,9 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
         objective: the task's maths built once by the caller (:func:`objective_for`); by default
             built here from ``task``, ``method``, ``class_weights`` and ``cube_size``.
         ignore_label: the source labels' ignore value (ClassMix pastes no label there).
+        reference: the frozen ImageNet encoder's deepest features of an image, for the feature
+            distance (``method.feature_distance`` > 0; a loss_fd term).
+        num_classes: K of the source labels (for the feature distance's block labels).
 
     Returns keys: loss, loss_sup, and when adapting loss_cl, loss_cm (loss_mix with ClassMix
     images in the batch), confident_fraction, and
@@ -173,8 +179,11 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
     """
     objective = objective or objective_for(task, method, class_weights, cube_size)
     if not method.adapt or batch.target is None:
-        loss_sup = objective.supervised(student(batch.source), batch.source_labels)
-        return {"loss": loss_sup, "loss_sup": loss_sup.detach()}
+        capture = StageCapture()
+        loss_sup = objective.supervised(student(batch.source, stage_hook=capture), batch.source_labels)
+        terms = {"loss": loss_sup, "loss_sup": loss_sup.detach()}
+        return with_feature_distance(terms, capture, batch, method, reference, ignore_label,
+                                     num_classes)
     recorder = StatisticsRecorder(method.adain_stages if method.adain else 0)
     with torch.no_grad():
         teacher_logits = labeler(batch.target, stage_hook=recorder if method.adain else None)
@@ -182,8 +191,8 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
     labels, weights, extra = objective.pseudo(centre(teacher_logits, context))
     dims = batch.target.dim() - 2
     weights = ignore_margin(weights, method.pseudo_margin or (0,) * dims, dims)
-    styler = AdaINStyler(recorder.statistics) if method.adain else None
-    loss_sup = objective.supervised(student(batch.source, stage_hook=styler), batch.source_labels)
+    capture = StageCapture(AdaINStyler(recorder.statistics) if method.adain else None)
+    loss_sup = objective.supervised(student(batch.source, stage_hook=capture), batch.source_labels)
     student_target = centre(batch.target if batch.target_student is None else batch.target_student,
                             context)
     spatial = tuple(student_target.shape[2:])
@@ -198,5 +207,23 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
                                                  weights, ignore_label)
         extra["loss_mix"] = weighted_cross_entropy(student(batch.mixed), mixed_labels, mixed_weights)
         total = total + extra["loss_mix"]
-    return {"loss": total, "loss_sup": loss_sup.detach(), "loss_cl": loss_cl.detach(),
-            "loss_cm": loss_cm.detach(), **{k: v.detach() for k, v in extra.items()}}
+    terms = {"loss": total, "loss_sup": loss_sup.detach(), "loss_cl": loss_cl.detach(),
+             "loss_cm": loss_cm.detach(), **{k: v.detach() for k, v in extra.items()}}
+    return with_feature_distance(terms, capture, batch, method, reference, ignore_label,
+                                 num_classes)
+
+
+def with_feature_distance(terms: dict, capture: StageCapture, batch: Batch, method,
+                          reference: Callable[[torch.Tensor], torch.Tensor] | None,
+                          ignore_label: int | None, num_classes: int) -> dict[str, torch.Tensor]:
+    """``terms`` with lambda_FD * L_FD added to the loss (``loss_fd``: L_FD itself) when the
+    feature distance is on and a reference encoder is given."""
+    if method.feature_distance <= 0 or reference is None or capture.features is None:
+        return terms
+    with torch.no_grad():
+        imagenet = reference(batch.source)
+    loss_fd = feature_distance(capture.features, imagenet, batch.source_labels, num_classes,
+                               method.feature_distance_classes, method.feature_distance_min_ratio,
+                               255 if ignore_label is None else ignore_label)
+    return {**terms, "loss": terms["loss"] + method.feature_distance * loss_fd,
+            "loss_fd": loss_fd.detach()}
