@@ -23,6 +23,8 @@ import torch
 
 from masktwins_cli.config.recipe import load_recipe
 from masktwins_cli.io.volumes import write_volume
+from masktwins_cli.models.mit_weights import to_original
+from masktwins_cli.models.segformer import SegFormer
 from masktwins_cli.runtime.device import resolve_device
 from masktwins_cli.training.run import build_run
 
@@ -74,11 +76,13 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     data = Path(tempfile.mkdtemp())
     write_data(data, args.crop)
+    weights = data / "imagenet.pth"  # random weights in the original MiT layout: speed only
+    torch.save(to_original(SegFormer(3, 19, args.encoder).encoder.state_dict()), weights)
     base = [f"data.root={json.dumps(str(data))}",
             'data.source=[{raw = "source.zarr/raw", labels = "source.zarr/labels"}]',
             'data.target=[{raw = "target.zarr/raw"}]', "data.val=[]",
             f"data.patch_size=[{args.crop}, {args.crop}]", "data.rare_class_min_pixels=16",
-            f'model.encoder="{args.encoder}"', 'model.pretrained=""',
+            f'model.encoder="{args.encoder}"', f"model.pretrained={json.dumps(str(weights))}",
             "method.block_size=[16, 16]" if args.crop < 256 else "method.block_size=[64, 64]",
             "method.pseudo_margin=[4, 16, 4, 4]" if args.crop < 256 else
             "method.pseudo_margin=[30, 240, 30, 30]",
