@@ -256,7 +256,7 @@ def test_two_class_manifests_do_not_name_infer_classes(checkpoint, small, tmp_pa
     """infer.classes (new) only enters the manifest of K > 2 models: two-class staging folders
     and outputs from before it keep matching."""
     from masktwins_cli.config.recipe import recipe_from_dict
-    from masktwins_cli.inference.predict import manifest_infer_settings
+    from masktwins_cli.inference.manifest import manifest_infer_settings
     from masktwins_cli.io.checkpoints import load_checkpoint
 
     recipe = load_checkpoint(checkpoint)["recipe"]
