@@ -279,6 +279,9 @@ def evaluate(
     protocol: str | None = typer.Option(
         None, help="K classes: also report a benchmark's figures: synthia (SYNTHIA -> Cityscapes, "
         "19 classes: the 13 classes' IoUs, mIoU13 and mIoU16, the papers' Table 1)."),
+    upsample: bool = typer.Option(
+        False, help="K-class probabilities of a down-scaled input: resize them in-plane to the "
+        "truth's size (bilinear) before the argmax, as Cityscapes scores full-resolution labels."),
 ) -> None:
     """Score a prediction: IoU, F1, MCC at the threshold and average precision (mAP).
 
@@ -313,7 +316,8 @@ def evaluate(
     print_scores(run_evaluation(prediction, ground_truth, threshold, mode, overlay, raw,
                                 json_out=json_out, num_classes=num_classes,
                                 ignore=None if ignore == -1 else ignore,
-                                classes=parse.class_list(classes), protocol=protocol))
+                                classes=parse.class_list(classes), protocol=protocol,
+                                upsample=upsample))
 
 
 @app.command()

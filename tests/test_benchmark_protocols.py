@@ -80,3 +80,32 @@ def test_evaluate_protocol_prints_the_table_1_row_and_writes_the_figures(tmp_pat
     bogus = invoke("evaluate", f"{tmp_path}/p.zarr/map", f"{tmp_path}/t.zarr/labels",
                    "--num-classes", "19", "--protocol", "gta")
     assert bogus.exit_code == 2 and "--protocol 'gta'" in bogus.output
+
+
+def test_upsample_scores_half_resolution_probabilities_against_full_resolution_labels(tmp_path):
+    import torch.nn.functional as F
+
+    from masktwins_cli.scoring.classes import confusion_matrix
+
+    rng = np.random.default_rng(2)
+    probs = rng.random((19, 2, 8, 16)).astype(np.float32)
+    probs /= probs.sum(axis=0, keepdims=True)
+    truth = rng.integers(0, 19, (2, 16, 32)).astype(np.uint8)
+    truth[:, :3] = 255
+    write_volume(f"{tmp_path}/p.zarr/probabilities", probs, (1.0, 1.0, 1.0))
+    write_volume(f"{tmp_path}/t.zarr/labels", truth, (1.0, 1.0, 1.0))
+    args = ("evaluate", f"{tmp_path}/p.zarr/probabilities", f"{tmp_path}/t.zarr/labels")
+    refused = invoke(*args)
+    assert refused.exit_code == 2 and "does not match" in refused.output
+    result = invoke(*args, "--upsample", "--json", tmp_path / "s.json")
+    assert result.exit_code == 0, result.output
+    import torch
+
+    full = F.interpolate(torch.from_numpy(probs).transpose(0, 1), size=(16, 32), mode="bilinear",
+                         align_corners=False).transpose(0, 1).numpy()
+    expected = confusion_matrix(full.argmax(axis=0), truth, 19)
+    assert json.loads((tmp_path / "s.json").read_text())["confusion_matrix"] == expected.tolist()
+    write_volume(f"{tmp_path}/m.zarr/map", probs.argmax(axis=0).astype(np.uint8), (1.0, 1.0, 1.0))
+    class_map = invoke("evaluate", f"{tmp_path}/m.zarr/map", f"{tmp_path}/t.zarr/labels",
+                       "--num-classes", "19", "--upsample")
+    assert class_map.exit_code == 2 and "class map" in class_map.output

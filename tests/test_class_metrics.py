@@ -138,7 +138,7 @@ def test_a_class_map_without_a_class_count_stays_binary_and_binary_options_are_r
     assert json.loads((tmp_path / "s.json").read_text())["iou"] == 1.0
     write_volume(f"{tmp_path}/p.zarr/f", truth.astype(np.float32), (1.0, 1.0, 1.0))
     refused = invoke("evaluate", f"{tmp_path}/p.zarr/f", f"{tmp_path}/t.zarr/l", "--classes", "1")
-    assert_user_error(refused, "are for class maps and class probabilities")
+    assert_user_error(refused, "are for class")
 
 
 def test_synapse_outputs_are_not_scored_as_classes(tmp_path):

@@ -74,6 +74,19 @@ def _recorded_num_classes(prediction: Volume) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
+def resized(probabilities: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(K, ..., y, x) probabilities resized in-plane to ``size`` (bilinear, half-pixel centres
+    as mmsegmentation's resize)."""
+    import torch
+    import torch.nn.functional as F
+
+    k, *rest = probabilities.shape
+    planes = torch.from_numpy(np.ascontiguousarray(probabilities, np.float32))
+    planes = planes.reshape(k, -1, *rest[-2:]).transpose(0, 1)  # (slices, K, y, x)
+    out = F.interpolate(planes, size=size, mode="bilinear", align_corners=False)
+    return out.transpose(0, 1).reshape(k, *rest[:-2], *size).numpy()
+
+
 def _slabs(depth: int, plane_voxels: int) -> list[slice]:
     step = max(1, SLAB_VOXELS // max(1, plane_voxels))
     return [slice(z, min(z + step, depth)) for z in range(0, depth, step)]
@@ -82,14 +95,17 @@ def _slabs(depth: int, plane_voxels: int) -> list[slice]:
 def evaluate_classes(prediction: str, ground_truth: str, num_classes: int | None = None,
                      ignore: int | None = DEFAULT_IGNORE, classes: Sequence[int] | None = None,
                      json_out: str | Path | None = None,
-                     protocol: str | None = None) -> ClassEvaluation:
+                     protocol: str | None = None, upsample: bool = False) -> ClassEvaluation:
     """Score a class map or per-class probabilities against class-id labels.
 
     ``num_classes``: K (default: the probabilities' channel count, or the recipe stored with an
     ``infer`` output); ``ignore``: the truth value left out (None: none); ``classes``: the
     classes the mIoU averages (default all). Shapes: truth (z, y, x) or (y, x); prediction the
     same (class map) or (K, z, y, x) / (K, y, x) (probabilities). ``protocol``: also report a
-    benchmark's figures (``synthia``: mIoU19/16/13 and the 13 classes' IoUs).
+    benchmark's figures (``synthia``: mIoU19/16/13 and the 13 classes' IoUs). ``upsample``:
+    probabilities smaller in-plane than the truth are resized to it (bilinear, slice by slice)
+    before the argmax, as the Cityscapes protocol scores predictions of a down-scaled input
+    against the full-resolution labels.
     """
     pred = open_volume(prediction, ndim=(2, 3, 4))
     truth = open_volume(ground_truth, ndim=(2, 3))
@@ -100,6 +116,11 @@ def evaluate_classes(prediction: str, ground_truth: str, num_classes: int | None
                              "--task synapse")
     probabilities = pred.ndim == truth.ndim + 1
     spatial = tuple(pred.shape[1:] if probabilities else pred.shape)
+    if upsample and not probabilities:
+        raise MaskTwinsError(f"--upsample resizes class probabilities (K, z, y, x); {prediction} "
+                             "is a class map (infer it with infer.classes = 'probabilities')")
+    if upsample and spatial[:-2] == tuple(truth.shape[:-2]):
+        spatial = tuple(truth.shape)  # in-plane sizes may differ: resized slice by slice
     if spatial != tuple(truth.shape):
         raise MaskTwinsError(f"{prediction}: shape {tuple(pred.shape)} does not match the ground "
                              f"truth {ground_truth} {tuple(truth.shape)}"
@@ -119,7 +140,9 @@ def evaluate_classes(prediction: str, ground_truth: str, num_classes: int | None
     flat = truth.ndim == 2
     depth = 1 if flat else int(truth.shape[0])
     matrix = np.zeros((k, k), np.int64)
-    for slab in _slabs(depth, int(np.prod(truth.shape[-2:]))):
+    resize = upsample and tuple(pred.shape[-2:]) != tuple(truth.shape[-2:])
+    plane = int(np.prod(truth.shape[-2:])) * (k if resize else 1)  # a resized slab is K planes
+    for slab in _slabs(depth, plane):
         box = (slice(None), slice(None)) if flat else (slab,)
         labels = np.asarray(truth[box])
         predicted = np.asarray(pred[(slice(None), *box) if probabilities else box])
@@ -127,6 +150,8 @@ def evaluate_classes(prediction: str, ground_truth: str, num_classes: int | None
             if not np.all(np.isfinite(predicted)):
                 raise MaskTwinsError(f"{prediction}: NaN or infinite probabilities near z = "
                                      f"{0 if flat else slab.start}")
+            if resize:
+                predicted = resized(predicted, tuple(truth.shape[-2:]))
             predicted = predicted.argmax(axis=0)
         matrix += confusion_matrix(predicted, labels, k, ignore, where=ground_truth)
     scores = class_scores(matrix, classes)

@@ -52,7 +52,8 @@ def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: s
              foreground_class: int = 1, json_out: str | Path | None = None,
              num_classes: int | None = None, ignore: int | None = DEFAULT_IGNORE,
              classes: Sequence[int] | None = None,
-             protocol: str | None = None) -> EvaluationResult | ClassEvaluation:
+             protocol: str | None = None,
+             upsample: bool = False) -> EvaluationResult | ClassEvaluation:
     """Per-slice or whole-volume IoU, F1, MCC and AP, read slice by slice (see
     :mod:`masktwins_cli.scoring.metrics` for what volume mode holds).
 
@@ -71,10 +72,11 @@ def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: s
             raise MaskTwinsError("--overlay draws binary predictions; K-class overlays are not "
                                  "written yet")
         return evaluate_classes(prediction, ground_truth, num_classes, ignore, classes, json_out,
-                                protocol)
-    if classes is not None or num_classes is not None or protocol is not None:
-        raise MaskTwinsError(f"--classes / --num-classes / --protocol are for class maps and "
-                             f"class probabilities; {prediction} is one foreground probability")
+                                protocol, upsample)
+    if classes is not None or num_classes is not None or protocol is not None or upsample:
+        raise MaskTwinsError(f"--classes / --num-classes / --protocol / --upsample are for class "
+                             f"maps and class probabilities; {prediction} is one foreground "
+                             "probability")
     if prob.ndim == 4:
         raise MaskTwinsError(f"'{prediction}': expected a (y, x) or (z, y, x) volume, got shape "
                              f"{tuple(prob.shape)}")
