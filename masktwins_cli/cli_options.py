@@ -23,6 +23,7 @@ import re
 from .errors import MaskTwinsError
 
 _SHARD = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
+_SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
 
 
 def _three(text: str, kind: type) -> tuple | None:
@@ -97,6 +98,17 @@ def shard(text: str | None, option: str = "--shard") -> tuple[int, int] | None:
         raise MaskTwinsError(f"{option} {text!r}: expected i/N with 1 <= i <= N (1-based), "
                              f"e.g. {option} 1/4")
     return int(match.group(1)), int(match.group(2))
+
+
+def image_size(text: str | None, option: str = "--size") -> tuple[int, int] | None:
+    """``"1280x720"`` (width x height, as image sizes are written) -> (720, 1280), (y, x)."""
+    if text is None:
+        return None
+    match = _SIZE.fullmatch(text)
+    if not match or min(int(match.group(1)), int(match.group(2))) < 1:
+        raise MaskTwinsError(f"{option} {text!r}: expected WIDTHxHEIGHT in pixels, e.g. "
+                             f"{option} 1280x720")
+    return int(match.group(2)), int(match.group(1))
 
 
 def file_pair(text: str, option: str = "--pair") -> tuple[str, str]:

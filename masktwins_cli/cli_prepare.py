@@ -179,6 +179,7 @@ def prepare_lucchi_cmd(
 SCALE_HELP = ("Resize every image (bilinear) and label (nearest) by this factor first, e.g. "
               "0.5 for DAFormer's 1024x512 Cityscapes.")
 LIMIT_HELP = "Only the first N images (a quick look at a large dataset)."
+SIZE_HELP = "Resize every image to WIDTHxHEIGHT (instead of --scale), e.g. 1280x720."
 
 
 @prepare_app.command("cityscapes")
@@ -189,6 +190,7 @@ def prepare_cityscapes_cmd(
     out: Path = typer.Argument(..., metavar="OUT.zarr", help="Output zarr group, e.g. data/cs_train.zarr."),
     split: str = typer.Option("train", help="train, val or test."),
     scale: float = typer.Option(1.0, help=SCALE_HELP),
+    size: str | None = typer.Option(None, metavar="WxH", help=SIZE_HELP),
     limit: int | None = typer.Option(None, min=1, help=LIMIT_HELP),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
 ) -> None:
@@ -201,7 +203,8 @@ def prepare_cityscapes_cmd(
     """
     from .prepare.scenes import CITYSCAPES, prepare_scenes
 
-    for line in prepare_scenes(CITYSCAPES, root, out, split, scale, overwrite, limit).lines():
+    for line in prepare_scenes(CITYSCAPES, root, out, split, scale, overwrite, limit,
+                               parse.image_size(size)).lines():
         typer.echo(line)
 
 
@@ -212,6 +215,7 @@ def prepare_synthia_cmd(
                                 help="The SYNTHIA RAND_CITYSCAPES folder (holds RGB/, GT/)."),
     out: Path = typer.Argument(..., metavar="OUT.zarr", help="Output zarr group, e.g. data/synthia.zarr."),
     scale: float = typer.Option(1.0, help=SCALE_HELP),
+    size: str | None = typer.Option(None, metavar="WxH", help=SIZE_HELP),
     limit: int | None = typer.Option(None, min=1, help=LIMIT_HELP),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
 ) -> None:
@@ -225,7 +229,33 @@ def prepare_synthia_cmd(
     """
     from .prepare.scenes import SYNTHIA, prepare_scenes
 
-    for line in prepare_scenes(SYNTHIA, root, out, "train", scale, overwrite, limit).lines():
+    for line in prepare_scenes(SYNTHIA, root, out, "train", scale, overwrite, limit,
+                               parse.image_size(size)).lines():
+        typer.echo(line)
+
+
+@prepare_app.command("gta5")
+@user_errors
+def prepare_gta5_cmd(
+    root: Path = typer.Argument(..., metavar="DIR", help="The GTA5 folder (holds images/, labels/)."),
+    out: Path = typer.Argument(..., metavar="OUT.zarr", help="Output zarr group, e.g. data/gta5.zarr."),
+    size: str | None = typer.Option(None, metavar="WxH", help=SIZE_HELP + " GTA5's images differ "
+                                    "in size: needed unless they all match (DAFormer: 1280x720)."),
+    limit: int | None = typer.Option(None, min=1, help=LIMIT_HELP),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
+) -> None:
+    """GTA5: palette label PNGs whose indices are the Cityscapes ids -> the 19 train ids
+    (others 255), one image at a time.
+
+    \b
+    DIR/images/<name>.png
+    DIR/labels/<name>.png
+    -> OUT/raw (3, N, y, x) uint8, OUT/labels (N, y, x) train ids, per-image class pixel counts
+    """
+    from .prepare.scenes import GTA5, prepare_scenes
+
+    for line in prepare_scenes(GTA5, root, out, "train", 1.0, overwrite, limit,
+                               parse.image_size(size)).lines():
         typer.echo(line)
 
 

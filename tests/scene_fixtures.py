@@ -78,3 +78,19 @@ def synthia_tree(root: Path, count: int = 3) -> list[tuple[np.ndarray, np.ndarra
 def expected_train_ids(ids: np.ndarray, table_ids: np.ndarray, train_ids: np.ndarray) -> np.ndarray:
     lookup = dict(zip(table_ids.tolist(), train_ids.tolist()))
     return np.vectorize(lookup.get)(ids).astype(np.uint8)
+
+
+def gta5_tree(root: Path, sizes=((32, 64), (34, 64), (32, 64))) -> list[tuple[np.ndarray, np.ndarray]]:
+    """images/0000N.png + labels/0000N.png (palette PNGs, indices = Cityscapes ids), of the
+    given (y, x) sizes (GTA5's differ); returns the (image, ids) pairs."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir(parents=True)
+    pairs = []
+    for n, size in enumerate(sizes, start=1):
+        image, ids = colour_image(50 + n, size), tiled(CITYSCAPES_IDS, size, shift=n)
+        Image.fromarray(image).save(root / "images" / f"{n:05d}.png")
+        label = Image.fromarray(ids.astype(np.uint8), mode="P")
+        label.putpalette([v for i in range(256) for v in (i, 255 - i, (7 * i) % 256)])
+        label.save(root / "labels" / f"{n:05d}.png")
+        pairs.append((image, ids))
+    return pairs

@@ -147,3 +147,24 @@ def test_an_existing_output_needs_overwrite(tmp_path):
     assert again.exit_code == 2 and "--overwrite" in again.output
     assert invoke("prepare", "synthia", tmp_path / "syn", tmp_path / "s.zarr",
                   "--overwrite").exit_code == 0
+
+
+def test_gta5_images_of_several_sizes_need_a_size(tmp_path):
+    from scene_fixtures import gta5_tree
+
+    pairs = gta5_tree(tmp_path / "gta")
+    refused = invoke("prepare", "gta5", tmp_path / "gta", tmp_path / "g.zarr")
+    assert refused.exit_code == 2 and "--size" in refused.output and "64x34" in refused.output
+    assert not (tmp_path / "g.zarr").exists()
+    result = invoke("prepare", "gta5", tmp_path / "gta", tmp_path / "g.zarr", "--size", "32x16")
+    assert result.exit_code == 0, result.output
+    raw, labels, attrs = prepared(tmp_path / "g.zarr")
+    assert raw.shape == (3, 3, 16, 32) and labels.shape == (3, 16, 32)
+    assert attrs["dataset"] == "gta5"
+    full = invoke("prepare", "gta5", tmp_path / "gta", tmp_path / "f.zarr", "--size", "64x32",
+                  "--limit", "1")
+    assert full.exit_code == 0, full.output
+    _, labels, _ = prepared(tmp_path / "f.zarr")  # palette indices are the ids, not colours
+    assert np.array_equal(labels[0], expected_train_ids(pairs[0][1], CITYSCAPES_IDS, CITYSCAPES_EXPECTED))
+    bad = invoke("prepare", "gta5", tmp_path / "gta", tmp_path / "b.zarr", "--size", "64by32")
+    assert bad.exit_code == 2 and "WIDTHxHEIGHT" in bad.output

@@ -1,4 +1,4 @@
-"""``masktwins prepare cityscapes|synthia``: driving-scene datasets in their published layouts ->
+"""``masktwins prepare cityscapes|synthia|gta5``: driving-scene datasets in their published layouts ->
 one canonical zarr per split, image by image (a dataset is never held in memory).
 
 Layouts read (the first missing folder is named in the error):
@@ -8,6 +8,9 @@ Layouts read (the first missing folder is named in the error):
 * SYNTHIA RAND_CITYSCAPES: ``DIR/RGB/<name>.png`` with ``DIR/GT/LABELS/<name>.png``: 16-bit RGB
   PNGs with the class id (0..22) in the first (R) channel. Pillow reads 16-bit RGB as 8-bit and
   so destroys the ids; they are read with pypng, which keeps the 16 bits.
+* GTA5: ``DIR/images/<name>.png`` with ``DIR/labels/<name>.png`` (palette PNGs whose indices
+  are the Cityscapes label ids). Its images do not all have one size: give ``size`` (DAFormer
+  resizes GTA5 to 1280 x 720).
 
 Label ids become the 19 Cityscapes train ids (:data:`TRAIN_CLASSES`), every other id the ignore
 value 255; an id outside the dataset's table is an error naming the file. The output zarr holds
@@ -15,8 +18,9 @@ value 255; an id outside the dataset's table is an error naming the file. The ou
 (N, y, x) uint8 with the Cityscapes colours, and, in the group's ``masktwins_prepare``
 attribute, the sources, the class names and ``class_pixels``: per image, the pixel count of
 each train id (for rare-class sampling). ``scale`` resizes every image (bilinear) and label
-(nearest) first, e.g. 0.5 for DAFormer's 1024 x 512 Cityscapes. Images are in natural sort order
-(Cityscapes: city, then name); every image of a split must have one size.
+(nearest) first, e.g. 0.5 for DAFormer's 1024 x 512 Cityscapes; ``size`` (y, x) resizes every
+image to that size instead. Images are in natural sort order (Cityscapes: city, then name);
+without ``size`` every image of a split must have one size.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class SceneLayout:
 
 CITYSCAPES = SceneLayout("cityscapes", CITYSCAPES_TRAIN_IDS, 33, False)
 SYNTHIA = SceneLayout("synthia", SYNTHIA_TRAIN_IDS, 22, True)
+GTA5 = SceneLayout("gta5", CITYSCAPES_TRAIN_IDS, 33, False)
 SPLITS = ("train", "val", "test")
 
 
@@ -100,6 +105,22 @@ def synthia_pairs(root: Path) -> list[tuple[Path, Path]]:
     layout = "the SYNTHIA RAND_CITYSCAPES layout RGB/*.png with GT/LABELS/*.png"
     images_root = _need_folder(_need_folder(root, layout) / "RGB", layout)
     labels_root = _need_folder(_need_folder(root / "GT", layout) / "LABELS", layout)
+    pairs = []
+    for image in sorted(images_root.glob("*.png"), key=lambda p: natural_key(p.name)):
+        label = labels_root / image.name
+        if not label.is_file():
+            raise MaskTwinsError(f"image {image} has no label: {label} is missing")
+        pairs.append((image, label))
+    if not pairs:
+        raise MaskTwinsError(f"{images_root}: no *.png images")
+    return pairs
+
+
+def gta5_pairs(root: Path) -> list[tuple[Path, Path]]:
+    """(image, label) files of GTA5, by name."""
+    layout = "the GTA5 layout images/*.png with labels/*.png"
+    images_root = _need_folder(_need_folder(root, layout) / "images", layout)
+    labels_root = _need_folder(root / "labels", layout)
     pairs = []
     for image in sorted(images_root.glob("*.png"), key=lambda p: natural_key(p.name)):
         label = labels_root / image.name
@@ -185,22 +206,26 @@ class PreparedScenes:
 
 
 def prepare_scenes(layout: SceneLayout, root: str | Path, out: str | Path, split: str = "train",
-                   scale: float = 1.0, overwrite: bool = False,
-                   limit: int | None = None) -> PreparedScenes:
+                   scale: float = 1.0, overwrite: bool = False, limit: int | None = None,
+                   size: tuple[int, int] | None = None) -> PreparedScenes:
     """Write one split of a driving-scene dataset to ``out`` (see the module notes); ``limit``
-    keeps the first N images (a quick look)."""
+    keeps the first N images (a quick look); ``size`` (y, x) resizes every image to it."""
     root, out = Path(root).expanduser(), Path(out)
     check_output(out, overwrite)
     if not 0.05 <= scale <= 4.0:
         raise MaskTwinsError(f"--scale {scale:g}: expected a factor in 0.05..4")
-    pairs = synthia_pairs(root) if layout is SYNTHIA else cityscapes_pairs(root, split)
+    if size is not None and scale != 1.0:
+        raise MaskTwinsError("give --scale or --size, not both")
+    finders = {"synthia": synthia_pairs, "gta5": gta5_pairs}
+    pairs = finders[layout.name](root) if layout.name in finders else cityscapes_pairs(root, split)
     pairs = pairs[:limit] if limit else pairs
     first = read_image(pairs[0][0])
-    size = tuple(max(1, int(round(n * scale))) for n in first.shape[1:])
+    fixed = size is not None
+    size = tuple(size) if fixed else tuple(max(1, int(round(n * scale))) for n in first.shape[1:])
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".tmp-{secrets.token_hex(4)}-{out.name}")
     try:
-        class_pixels = _write_split(layout, pairs, staging, first.shape[1:], size)
+        class_pixels = _write_split(layout, pairs, staging, None if fixed else first.shape[1:], size)
         _record(staging, layout, root, split, scale, class_pixels)
         swap_in(staging, out)
     finally:
@@ -210,7 +235,8 @@ def prepare_scenes(layout: SceneLayout, root: str | Path, out: str | Path, split
 
 
 def _write_split(layout: SceneLayout, pairs, staging: Path, source_size, size) -> list[list[int]]:
-    """Every image and label into the staging zarr, one at a time; per-image class counts."""
+    """Every image and label into the staging zarr, one at a time; per-image class counts.
+    ``source_size`` (y, x) every image must have (None: any, each resized to ``size``)."""
     count, voxel = len(pairs), (1.0, 1.0, 1.0)
     raw = create_volume(f"{staging}/raw", (3, count, *size), np.uint8,
                         (1, 1, min(size[0], 512), min(size[1], 512)), voxel)
@@ -219,14 +245,14 @@ def _write_split(layout: SceneLayout, pairs, staging: Path, source_size, size) -
     class_pixels = []
     for z, (image_path, label_path) in enumerate(pairs):
         image = read_image(image_path)
-        if tuple(image.shape[1:]) != tuple(source_size):
+        if source_size is not None and tuple(image.shape[1:]) != tuple(source_size):
             raise MaskTwinsError(f"image {image_path} is {image.shape[2]}x{image.shape[1]} but "
                                  f"{pairs[0][0]} is {source_size[1]}x{source_size[0]}; every "
-                                 "image of a split must have one size")
+                                 "image of a split must have one size (or give --size WxH)")
         ids = read_label_ids(label_path, layout)
-        if tuple(ids.shape) != tuple(source_size):
+        if tuple(ids.shape) != tuple(image.shape[1:]):
             raise MaskTwinsError(f"label file {label_path} is {ids.shape[-1]}x{ids.shape[0]} but "
-                                 f"its image {image_path} is {source_size[1]}x{source_size[0]}")
+                                 f"its image {image_path} is {image.shape[2]}x{image.shape[1]}")
         image, train_ids = scaled(image, to_train_ids(ids, layout, label_path), size)
         raw.write((slice(None), slice(z, z + 1)), image[:, None])
         labels.write((slice(z, z + 1),), train_ids[None])
