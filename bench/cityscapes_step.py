@@ -4,8 +4,9 @@ in the same run: the same recipe without the twins (``method.mask_mode = "none"`
 self-training with ClassMix, one unmasked student view).
 
 The data are generated colour volumes (3, N, y, x) with 19-class labels (no dataset needed).
-Defaults: the tiny MiT on 128 x 128 crops, a CPU-sized check; ``--encoder mit_b5 --crop 512``
-is the real recipe's step (a GPU measurement).
+The recipe's HRDA is kept, its detail window half the crop. Defaults: the tiny MiT on
+128 x 128 crops, a CPU-sized check; ``--encoder mit_b5 --crop 1024`` is the real recipe's step
+(a GPU measurement).
 
     python bench/cityscapes_step.py [--encoder mit_tiny] [--crop 128] [--steps 6] [--device auto]
 """
@@ -82,6 +83,7 @@ def main(argv=None) -> None:
             'data.source=[{raw = "source.zarr/raw", labels = "source.zarr/labels"}]',
             'data.target=[{raw = "target.zarr/raw"}]', "data.val=[]",
             f"data.patch_size=[{args.crop}, {args.crop}]", "data.rare_class_min_pixels=16",
+            f"model.hrda_detail=[{args.crop // 2}, {args.crop // 2}]",
             f'model.encoder="{args.encoder}"', f"model.pretrained={json.dumps(str(weights))}",
             "method.block_size=[16, 16]" if args.crop < 256 else "method.block_size=[64, 64]",
             "method.pseudo_margin=[4, 16, 4, 4]" if args.crop < 256 else

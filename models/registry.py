@@ -34,10 +34,18 @@ def build_basicunet(spatial_dims: int, in_channels: int = 1, num_classes: int = 
 
 
 def build_segformer(spatial_dims: int, in_channels: int = 3, num_classes: int = 19,
-                    encoder: str = "mit_b5", decoder_channels: int = 256) -> nn.Module:
-    """SegFormer's MiT encoder with the DAFormer decoder (:mod:`.segformer`); 2-D only."""
+                    encoder: str = "mit_b5", decoder_channels: int = 256, hrda: bool = False,
+                    hrda_scale: float = 0.5, hrda_detail=(512, 512),
+                    hrda_detail_loss: float = 0.1) -> nn.Module:
+    """SegFormer's MiT encoder with the DAFormer decoder (:mod:`.segformer`), inside HRDA's
+    multi-resolution wrapper when ``hrda`` (:mod:`.hrda`); 2-D only."""
     if spatial_dims != 2:
         raise ValueError("segformer is a 2-D network")
+    if hrda:
+        from .hrda import HRDA
+
+        return HRDA(in_channels, num_classes, encoder, decoder_channels, hrda_scale, hrda_detail,
+                    detail_loss=hrda_detail_loss)
     from .segformer import SegFormer
 
     return SegFormer(in_channels, num_classes, encoder, decoder_channels)

@@ -1,7 +1,9 @@
 """recipes/synthia_to_cityscapes.toml end to end on fixture trees in the published layouts:
 prepare synthia / cityscapes, train a tiny MiT with the full recipe (ClassMix, quality weight
 with margins, rare-class sampling, complementary twins, EMA) for a few iterations, infer,
-evaluate with the SYNTHIA protocol; a missing model.pretrained is one line."""
+evaluate with the SYNTHIA protocol; a missing model.pretrained is one line. HRDA is on, as in
+the recipe: the fixture images are prepared at twice their size (64 x 128), as the recipe's
+header prepares SYNTHIA, so that 64 x 64 crops hold a 32 x 32 detail window."""
 
 from __future__ import annotations
 
@@ -22,11 +24,12 @@ from masktwins_cli.io.volumes import open_volume  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "synthia_to_cityscapes.toml"
 SIZES = ["--set", 'model.encoder="mit_tiny"', "--set", "model.decoder_channels=16",
-         "--set", "data.patch_size=[32, 32]", "--set", "method.block_size=[8, 8]",
+         "--set", "data.patch_size=[64, 64]", "--set", "model.hrda_detail=[32, 32]",
+         "--set", "method.block_size=[8, 8]",
          "--set", "method.pseudo_margin=[2, 6, 2, 2]", "--set", "data.rare_class_min_pixels=16",
          "--set", "train.iterations=4", "--set", "train.warmup_iterations=2",
          "--set", "train.val_every=4", "--set", "train.checkpoint_every=4",
-         "--set", "train.log_every=1", "--set", "infer.window=[32, 32]",
+         "--set", "train.log_every=1", "--set", "infer.window=[64, 64]",
          "--set", "train.threads=1"]
 
 
@@ -41,9 +44,10 @@ def prepared(tmp_path_factory):
     synthia_tree(work / "SYNTHIA", count=3)
     cityscapes_tree(work / "Cityscapes")
     data = work / "data" / "cityscapes"
-    for argv in (["synthia", work / "SYNTHIA", data / "synthia.zarr"],
-                 ["cityscapes", work / "Cityscapes", data / "cityscapes_train.zarr"],
-                 ["cityscapes", work / "Cityscapes", data / "cityscapes_val.zarr", "--split", "val"]):
+    for argv in (["synthia", work / "SYNTHIA", data / "synthia.zarr", "--scale", "2"],
+                 ["cityscapes", work / "Cityscapes", data / "cityscapes_train.zarr", "--scale", "2"],
+                 ["cityscapes", work / "Cityscapes", data / "cityscapes_val.zarr", "--split", "val",
+                  "--scale", "2"]):
         result = invoke("prepare", *argv)
         assert result.exit_code == 0, result.output
     (work / "pretrained").mkdir()
@@ -65,6 +69,8 @@ def test_the_recipe_trains_infers_and_evaluates_as_written(in_work):
     result = invoke("train", RECIPE, *SIZES)
     assert result.exit_code == 0, result.output
     run = in_work / "runs" / "synthia_to_cityscapes"
+    recorded = (run / "recipe.toml").read_text()
+    assert "hrda = true" in recorded and "classmix = true" in recorded
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
     assert len(steps) == 4
@@ -78,7 +84,7 @@ def test_the_recipe_trains_infers_and_evaluates_as_written(in_work):
                     "-o", f"{out}/classes", "--device", "cpu")
     assert result.exit_code == 0, result.output
     classes = open_volume(f"{out}/classes")
-    assert classes.dtype == np.uint8 and tuple(classes.shape) == (2, 32, 64)
+    assert classes.dtype == np.uint8 and tuple(classes.shape) == (2, 64, 128)
     result = invoke("evaluate", f"{out}/classes", "data/cityscapes/cityscapes_val.zarr/labels",
                     "--protocol", "synthia", "--json", in_work / "scores.json")
     assert result.exit_code == 0, result.output

@@ -167,8 +167,8 @@ def _product(values) -> int:
 def down_factors(model) -> tuple[int, ...]:
     """Total down-sampling factor per spatial axis of the network (U-Nets: 16, or the product
     of model.pool; segformer: 32, its last stage's stride)."""
-    if model.name == "segformer":
-        return (32,) * model.spatial_dims
+    if model.name == "segformer":  # HRDA's context (the crop scaled down) must stay a multiple
+        return (round(32 / model.hrda_scale) if model.hrda else 32,) * model.spatial_dims
     if model.spatial_dims == 3 and model.pool:
         return tuple(_product(step[axis] for step in model.pool) for axis in range(3))
     return (16,) * model.spatial_dims
@@ -189,6 +189,12 @@ def check_consistency(recipe: Recipe) -> None:
     if pool and (dims != 3 or len(pool) != 4 or any(len(p) != 3 or min(p) < 1 for p in pool)):
         raise MaskTwinsError(f"recipe key 'model.pool' = {[list(p) for p in pool]}: expected four "
                              "[z, y, x] kernels of positive integers, and only for spatial_dims = 3")
+    m = recipe.model
+    if m.hrda and m.name != "segformer":
+        raise MaskTwinsError("recipe key 'model.hrda' wraps a segformer: set model.name = 'segformer'")
+    if m.hrda and any(d > p or d % 32 for d, p in zip(m.hrda_detail, recipe.data.patch_size)):
+        raise MaskTwinsError(f"recipe key 'model.hrda_detail' = {list(m.hrda_detail)}: a multiple "
+                             f"of 32 inside data.patch_size {list(recipe.data.patch_size)}")
     if recipe.model.name == "segformer" and (dims != 2 or pool):
         raise MaskTwinsError("recipe key 'model.name' = 'segformer': a 2-D network; set "
                              "model.spatial_dims = 2 and leave model.pool empty")

@@ -176,6 +176,15 @@ class ModelSection:
                                 "mit_tiny"))
     decoder_channels: int = doc("segformer: the DAFormer decoder's embedding width (DAFormer: "
                                 "256)", 256, min=8, max=1024)
+    hrda: bool = doc("segformer: HRDA multi-resolution training and inference (a down-scaled "
+                     "context pass, a full-resolution detail window, learned scale attention; "
+                     "the paper's Cityscapes number uses it)", False)
+    hrda_scale: float = doc("HRDA: the context's scale (HRDA: 0.5)", 0.5, gt=0.0, lt=1.0)
+    hrda_detail: tuple = doc("HRDA: the detail window in pixels (y, x) (HRDA: [512, 512]); at "
+                             "inference it slides at half-window strides", (512, 512),
+                             length=(2,), min=32, integer=True)
+    hrda_detail_loss: float = doc("HRDA: weight of the detail window's own cross-entropy, the "
+                                  "fused one weighing 1 - this (HRDA: 0.1)", 0.1, min=0.0, lt=1.0)
     pretrained: str = doc("segformer: ImageNet weights of the encoder in the original MiT layout "
                           "(e.g. mit_b5.pth of SegFormer/mmsegmentation, downloaded by hand; "
                           "nothing is downloaded here), loaded when a run starts; empty = "

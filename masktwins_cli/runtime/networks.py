@@ -20,7 +20,9 @@ def build_from_recipe(recipe: Recipe) -> torch.nn.Module:
         try:
             return build_model(m.name, m.spatial_dims, in_channels=m.in_channels,
                                num_classes=m.num_classes, encoder=m.encoder,
-                               decoder_channels=m.decoder_channels)
+                               decoder_channels=m.decoder_channels, hrda=m.hrda,
+                               hrda_scale=m.hrda_scale, hrda_detail=m.hrda_detail,
+                               hrda_detail_loss=m.hrda_detail_loss)
         except ImportError as err:
             raise MaskTwinsError(f"recipe key 'model.name' = 'segformer': {err}") from None
     return build_model(m.name, m.spatial_dims, in_channels=m.in_channels, num_classes=m.num_classes,

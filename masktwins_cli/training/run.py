@@ -81,16 +81,18 @@ def _optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
 
 def parameter_groups(model: torch.nn.Module, lr: float, weight_decay: float,
                      decoder_lr_mult: float = 1.0, norm_weight_decay: bool = True) -> list[dict]:
-    """The parameters by (decoder or not, normalisation layer or not): decoder parameters (of
-    modules named ``decoder``) learn at ``decoder_lr_mult`` x ``lr``; normalisation layers get
-    no weight decay unless ``norm_weight_decay`` (DAFormer: none on norms). Empty groups are
+    """The parameters by (decoder or not, normalisation layer or not): decoder parameters (the
+    module ``decoder``, or the network's ``decoder_prefixes``: HRDA's attention head too) learn
+    at ``decoder_lr_mult`` x ``lr``; normalisation layers get no weight decay unless
+    ``norm_weight_decay`` (DAFormer: none on norms). Empty groups are
     left out; one group when nothing differs (the optimiser state of older runs still fits)."""
     norms = (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm)
     in_norm = {id(p) for module in model.modules() if isinstance(module, norms)
                for p in module.parameters(recurse=False)}
     groups: dict[tuple[bool, bool], list] = {}
+    prefixes = tuple(getattr(model, "decoder_prefixes", ("decoder.",)))
     for name, parameter in model.named_parameters():
-        decoder = name.startswith("decoder.") or ".decoder." in name
+        decoder = name.startswith(prefixes)
         key = (decoder and decoder_lr_mult != 1.0, id(parameter) in in_norm and not norm_weight_decay)
         groups.setdefault(key, []).append(parameter)
     return [{"params": params, "lr": lr * (decoder_lr_mult if decoder else 1.0),

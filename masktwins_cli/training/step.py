@@ -26,6 +26,7 @@ from ..method.losses import (
     supervised_loss,
     twin_cross_entropy,
     twin_weighted_bce,
+    view_weights,
     weighted_bce,
     weighted_cross_entropy,
 )
@@ -139,11 +140,44 @@ def centre(tensor: torch.Tensor, context) -> torch.Tensor:
     return tensor
 
 
-def student_views(student: nn.Module, views: list[torch.Tensor], batched: bool) -> list[torch.Tensor]:
-    """Predict each masked view; one forward over all views when normalisation is per-sample."""
+def student_views(student: nn.Module, views: list[torch.Tensor], batched: bool,
+                  ) -> tuple[list[torch.Tensor], list]:
+    """Predict each masked view (one forward over all views when normalisation is per-sample);
+    with each view, the network's detail output (HRDA; else None, see :func:`pop_detail`)."""
     if batched and len(views) > 1:
-        return list(torch.chunk(student(torch.cat(views, dim=0)), len(views), dim=0))
-    return [student(v) for v in views]
+        logits = list(torch.chunk(student(torch.cat(views, dim=0)), len(views), dim=0))
+        detail = pop_detail(student)
+        if detail is None:
+            return logits, [None] * len(views)
+        parts = torch.chunk(detail[0], len(views), dim=0)
+        return logits, [(part, *detail[1:]) for part in parts]
+    logits, details = [], []
+    for view in views:
+        logits.append(student(view))
+        details.append(pop_detail(student))
+    return logits, details
+
+
+def pop_detail(student: nn.Module) -> tuple | None:
+    """(detail logits, box, weight) the network kept from its last training forward (HRDA's
+    detail window, see :mod:`masktwins_cli.models.hrda`), cleared; None for other networks."""
+    module = getattr(student, "module", student)  # DistributedDataParallel
+    module = getattr(module, "_orig_mod", module)  # torch.compile
+    detail = getattr(module, "detail", None)
+    if detail is None:
+        return None
+    module.detail = None
+    return (*detail, module.detail_loss)
+
+
+def with_detail(loss: torch.Tensor, detail: tuple | None, loss_fn, *maps: torch.Tensor) -> torch.Tensor:
+    """HRDA's loss: (1 - w) x ``loss`` (of the fused logits) + w x ``loss_fn`` of the detail
+    logits against ``maps`` (labels, weights) cut to the detail window; ``loss`` unchanged
+    without a detail output."""
+    if detail is None:
+        return loss
+    logits, box, weight = detail
+    return (1 - weight) * loss + weight * loss_fn(logits, *(m[(..., *box)] for m in maps))
 
 
 def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, method,
@@ -181,6 +215,7 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
     if not method.adapt or batch.target is None:
         capture = StageCapture()
         loss_sup = objective.supervised(student(batch.source, stage_hook=capture), batch.source_labels)
+        loss_sup = with_detail(loss_sup, pop_detail(student), objective.supervised, batch.source_labels)
         terms = {"loss": loss_sup, "loss_sup": loss_sup.detach()}
         return with_feature_distance(terms, capture, batch, method, reference, ignore_label,
                                      num_classes)
@@ -193,19 +228,30 @@ def masktwins_losses(student: nn.Module, labeler: nn.Module, batch: Batch, metho
     weights = ignore_margin(weights, method.pseudo_margin or (0,) * dims, dims)
     capture = StageCapture(AdaINStyler(recorder.statistics) if method.adain else None)
     loss_sup = objective.supervised(student(batch.source, stage_hook=capture), batch.source_labels)
+    loss_sup = with_detail(loss_sup, pop_detail(student), objective.supervised, batch.source_labels)
     student_target = centre(batch.target if batch.target_student is None else batch.target_student,
                             context)
     spatial = tuple(student_target.shape[2:])
     masks = view_masks(method.mask_mode, student_target.shape[0], spatial, method.block_size,
                        method.mask_ratio, method.num_views, generator)
-    view_logits = student_views(student, masked_views(student_target, masks), batched_views)
+    view_logits, details = student_views(student, masked_views(student_target, masks), batched_views)
     loss_cl = objective.twin(view_logits, labels, weights)
+    if any(d is not None for d in details):  # HRDA: each view's own detail loss, view-weighted
+
+        def one_view(logits, targets, pixel_weights):
+            return objective.twin([logits], targets, pixel_weights)
+
+        factors = view_weights(len(view_logits), method.lambda_cl)
+        loss_cl = sum(f * with_detail(one_view(v, labels, weights), d, one_view, labels, weights)
+                      for f, v, d in zip(factors, view_logits, details))
     loss_cm = consistency_loss(view_logits, method.consistency_on, objective.activation)
     total = loss_sup + loss_cl + method.lambda_cm * loss_cm
     if batch.mixed is not None:  # DACS ClassMix: source labels pasted, pseudo-labels elsewhere
         mixed_labels, mixed_weights = mix_labels(batch.mix_masks, batch.source_labels, labels,
                                                  weights, ignore_label)
-        extra["loss_mix"] = weighted_cross_entropy(student(batch.mixed), mixed_labels, mixed_weights)
+        loss_mix = weighted_cross_entropy(student(batch.mixed), mixed_labels, mixed_weights)
+        extra["loss_mix"] = with_detail(loss_mix, pop_detail(student), weighted_cross_entropy,
+                                        mixed_labels, mixed_weights)
         total = total + extra["loss_mix"]
     terms = {"loss": total, "loss_sup": loss_sup.detach(), "loss_cl": loss_cl.detach(),
              "loss_cm": loss_cm.detach(), **{k: v.detach() for k, v in extra.items()}}
