@@ -100,11 +100,9 @@ def cityscapes_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def synthia_pairs(root: Path) -> list[tuple[Path, Path]]:
-    """(RGB, GT/LABELS) files of SYNTHIA RAND_CITYSCAPES, by name."""
-    layout = "the SYNTHIA RAND_CITYSCAPES layout RGB/*.png with GT/LABELS/*.png"
-    images_root = _need_folder(_need_folder(root, layout) / "RGB", layout)
-    labels_root = _need_folder(_need_folder(root / "GT", layout) / "LABELS", layout)
+def same_name_pairs(images_root: Path, labels_root: Path) -> list[tuple[Path, Path]]:
+    """(image, label) pairs of ``images_root/*.png`` and the label of the same name, by
+    name; MaskTwinsError for an image without its label or no image at all."""
     pairs = []
     for image in sorted(images_root.glob("*.png"), key=lambda p: natural_key(p.name)):
         label = labels_root / image.name
@@ -114,22 +112,21 @@ def synthia_pairs(root: Path) -> list[tuple[Path, Path]]:
     if not pairs:
         raise MaskTwinsError(f"{images_root}: no *.png images")
     return pairs
+
+
+def synthia_pairs(root: Path) -> list[tuple[Path, Path]]:
+    """(RGB, GT/LABELS) files of SYNTHIA RAND_CITYSCAPES, by name."""
+    layout = "the SYNTHIA RAND_CITYSCAPES layout RGB/*.png with GT/LABELS/*.png"
+    images_root = _need_folder(_need_folder(root, layout) / "RGB", layout)
+    return same_name_pairs(images_root, _need_folder(_need_folder(root / "GT", layout) / "LABELS",
+                                                     layout))
 
 
 def gta5_pairs(root: Path) -> list[tuple[Path, Path]]:
     """(image, label) files of GTA5, by name."""
     layout = "the GTA5 layout images/*.png with labels/*.png"
     images_root = _need_folder(_need_folder(root, layout) / "images", layout)
-    labels_root = _need_folder(root / "labels", layout)
-    pairs = []
-    for image in sorted(images_root.glob("*.png"), key=lambda p: natural_key(p.name)):
-        label = labels_root / image.name
-        if not label.is_file():
-            raise MaskTwinsError(f"image {image} has no label: {label} is missing")
-        pairs.append((image, label))
-    if not pairs:
-        raise MaskTwinsError(f"{images_root}: no *.png images")
-    return pairs
+    return same_name_pairs(images_root, _need_folder(root / "labels", layout))
 
 
 def read_label_ids(path: Path, layout: SceneLayout) -> np.ndarray:
