@@ -50,6 +50,9 @@ SCALES = {
             "rss": (512, 1024), "rss_features": (32, 32, 64, 128, 256, 32)},
     "cpu": {"size": 96, "window": 64, "batch": 2, "features": (32, 32, 64, 128, 256, 32),
             "rss": (160, 320), "rss_features": (4, 4, 8, 8, 16, 4)},
+    # every figure at toy sizes (bench/device_check.py --scale smoke): the command cannot rot
+    "smoke": {"size": 48, "window": 32, "batch": 2, "features": (4, 4, 8, 8, 16, 4),
+              "rss": (48, 64), "rss_features": (4, 4, 8, 8, 16, 4)},
 }
 
 

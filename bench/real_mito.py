@@ -9,6 +9,9 @@ the per-slice IoU / F1 / MCC / mAP of the paper's baselines.
     python bench/real_mito.py                              # CPU scale, seeds 0 and 1
     python bench/real_mito.py --scale gpu --all-seeds      # GPU scale (one H100/H200)
 
+``--data`` is the raw stacks' folder (``vnc3/``, ``cdeep3m/``) or a folder of the prepared
+volumes (``vnc3.zarr``, ``cdeep3m/``: ``bench/device_check.py --pack-data``).
+
 Writes OUT/results.json (every run: scores, wall times, device, final loss terms), OUT/results.md
 (the table, mean ± population std over seeds), OUT/comparison.png (validation slices: image,
 truth, NoAdapt, MaskTwins) and OUT/curves.png (the first seed's logged loss terms, pseudo-label
@@ -76,6 +79,11 @@ SCALES = {
             "train.iterations=4000", "train.lr=1e-3", "train.warmup_iterations=100",
             "method.ema_alpha=0.999", "train.checkpoint_every=1000", "train.log_every=200",
             "infer.batch_size=16"),
+    # toy sizes (bench/device_check.py --scale smoke): prepare, train, infer, score in seconds
+    "smoke": ("model.features=[4,4,4,4,4]", "data.patch_size=[64,64]", "method.block_size=[16,16]",
+              "train.batch_size=1", "train.target_batch_size=1", "train.iterations=2",
+              "train.checkpoint_every=2", "train.log_every=1", "train.val_every=0", "data.val=[]",
+              "infer.batch_size=4"),
 }
 
 
@@ -110,7 +118,8 @@ def write_figure(out: Path, runs: list[dict], test: TestVolume, seed: int) -> Pa
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (args.data / "vnc3").is_dir() or not (args.data / "cdeep3m").is_dir():
+    packed = (args.data / "vnc3.zarr").is_dir()  # prepared already (bench/device_check.py --pack-data)
+    if not packed and (not (args.data / "vnc3").is_dir() or not (args.data / "cdeep3m").is_dir()):
         print(f"skipped: {args.data} has no vnc3/ and cdeep3m/ (the real EM stacks of ../shared/data)")
         return 0
     methods = chosen_methods(args.methods, METHODS)
@@ -119,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and args.overwrite:
         shutil.rmtree(args.out)
     settings = check_settings(args.out / "settings.json", common)
-    root = args.out / "data"
+    root = args.data if packed else args.out / "data"
     if not (root / "cdeep3m" / "validation.zarr").exists():
         prepare_data(args.data, root)
     test = TestVolume(str(root / "cdeep3m" / "validation.zarr" / "raw"),

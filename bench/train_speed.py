@@ -50,6 +50,9 @@ SCALES = {
             "steps": 20, "warmup": 5},
     "cpu": {"3d": (3, (32, 32, 32), 2, (8, 8, 8)), "2d": (2, (128, 128), 2, (16, 16)),
             "steps": 4, "warmup": 2},
+    # toy sizes (bench/device_check.py --scale smoke): every figure, within seconds
+    "smoke": {"3d": (3, (32, 32, 32), 1, (8, 8, 8)), "2d": (2, (64, 64), 1, (16, 16)),
+              "steps": 1, "warmup": 1},
 }
 
 
