@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,3 +162,34 @@ def test_both_writes_the_probabilities_and_the_class_map_beside_them(three_class
     replaced = invoke("infer", checkpoint, raw, "-o", f"{folder}/o.zarr/seg", *both, "--overwrite")
     assert replaced.exit_code == 0, replaced.output
     assert np.array_equal(open_volume(f"{folder}/o.zarr/seg_map").read_all(), probs.argmax(axis=0))
+
+
+def test_class_overlays_show_prediction_truth_and_errors_over_the_colour_image(three_class_run):
+    from masktwins_cli.evaluation.class_overlays import background
+
+    folder = three_class_run
+    if not (folder / "p.zarr" / "map").exists():  # made by the test above when run with it
+        made = invoke("infer", folder / "run" / "last.pt", f"{folder}/d.zarr/raw", "-o",
+                      f"{folder}/p.zarr/map", "--device", "cpu")
+        assert made.exit_code == 0, made.output
+    out = folder / "overlays"
+    result = invoke("evaluate", f"{folder}/p.zarr/map", f"{folder}/d.zarr/labels", "--overlay",
+                    out, "--raw", f"{folder}/d.zarr/raw", "--json", folder / "o.json")
+    assert result.exit_code == 0, result.output
+    paths = sorted(out.glob("overlay_z*.png"))
+    assert [p.name for p in paths] == ["overlay_z0000.png", "overlay_z0001.png"]
+    panels = np.asarray(Image.open(paths[0]))
+    assert panels.shape == (64, 3 * 64, 3)
+    truth_panel, errors = panels[:, 64:128], panels[:, 128:]
+    assert not truth_panel[:, :4].any()  # ignored truth: black
+    predicted = open_volume(f"{folder}/p.zarr/map").read_all()[0]
+    labels = open_volume(f"{folder}/d.zarr/labels").read_all()[0]
+    wrong = (predicted != labels) & (labels != 255)
+    base = np.clip(np.rint(background(open_volume(f"{folder}/d.zarr/raw")[:, 0])), 0, 255)
+    assert np.array_equal(errors[~wrong], base[~wrong])  # only the errors are marked
+    assert (errors[wrong] != base[wrong]).any(axis=-1).all()
+    recorded = json.loads((folder / "o.json").read_text())["overlays"]
+    assert [Path(p).name for p in recorded] == [p.name for p in paths]
+    again = invoke("evaluate", f"{folder}/p.zarr/map", f"{folder}/d.zarr/labels", "--overlay",
+                   out, "--raw", f"{folder}/d.zarr/raw")
+    assert again.exit_code == 2  # existing overlays are not overwritten without --overwrite

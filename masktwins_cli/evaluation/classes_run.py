@@ -31,11 +31,12 @@ class ClassEvaluation:
     ignore: int | None
     source: str  # "class map" or "probabilities"
     protocol: dict | None = None  # a benchmark's figures (see scoring.benchmarks)
+    overlays: tuple[Path, ...] = ()
 
     def as_dict(self) -> dict:
         return {"prediction": self.prediction, "ground_truth": self.ground_truth,
                 "prediction_kind": self.source, "ignore": self.ignore, **self.scores.as_dict(),
-                **(self.protocol or {})}
+                **(self.protocol or {}), "overlays": [str(p) for p in self.overlays]}
 
 
 def holds_classes(prediction: Volume, truth_ndim: int, num_classes: int | None = None) -> bool:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import MaskTwinsError
+from ..io.layout import spatial_shape
 from ..io.volumes import open_volume
 from ..scoring.classes import DEFAULT_IGNORE
 from ..scoring.metrics import SegmentationScores, score_volume
+from .class_overlays import write_class_overlays
 from .classes_run import ClassEvaluation, evaluate_classes, holds_classes
 from .overlays import write_overlays
 from .scores_file import write_scores_json
@@ -68,11 +70,18 @@ def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: s
     prob = open_volume(prediction, ndim=(2, 3, 4))
     truth = open_volume(ground_truth, ndim=(2, 3))
     if holds_classes(prob, truth.ndim, num_classes):
-        if overlay_dir is not None:
-            raise MaskTwinsError("--overlay draws binary predictions; K-class overlays are not "
-                                 "written yet")
-        return evaluate_classes(prediction, ground_truth, num_classes, ignore, classes, json_out,
-                                protocol, upsample)
+        image = None if overlay_dir is None else overlay_image(raw, truth)
+        result = evaluate_classes(prediction, ground_truth, num_classes, ignore, classes,
+                                  None if image is not None else json_out, protocol, upsample)
+        if image is None:
+            return result
+        views = (image, prob, truth) if truth.ndim == 3 else \
+            (image.read_all()[..., None, :, :], prob.read_all()[..., None, :, :], truth.read_all()[None])
+        result = replace(result, overlays=tuple(write_class_overlays(
+            *views, Path(overlay_dir), result.scores.num_classes, ignore)))
+        if json_out is not None:
+            write_scores_json(json_out, result.as_dict())
+        return result
     if classes is not None or num_classes is not None or protocol is not None or upsample:
         raise MaskTwinsError(f"--classes / --num-classes / --protocol / --upsample are for class "
                              f"maps and class probabilities; {prediction} is one foreground "
@@ -105,6 +114,18 @@ def evaluate(prediction: str, ground_truth: str, threshold: float = 0.5, mode: s
     if json_out is not None:
         write_scores_json(json_out, result.as_dict())
     return result
+
+
+def overlay_image(raw: str | None, truth) -> object:
+    """The image volume of ``--raw`` for overlays of a K-class prediction: grey or
+    channel-first, with the truth's spatial shape."""
+    if raw is None:
+        raise MaskTwinsError("--overlay needs --raw: the image volume to draw the overlays on")
+    image = open_volume(raw, ndim=(2, 3, 4))
+    if spatial_shape(image.shape) != tuple(truth.shape):
+        raise MaskTwinsError(f"{raw}: shape {tuple(image.shape)} does not fit the ground truth "
+                             f"{tuple(truth.shape)} (images are (z, y, x) or (c, z, y, x))")
+    return image
 
 
 class _ZyxView:

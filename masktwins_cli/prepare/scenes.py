@@ -37,17 +37,12 @@ from ..io.atomic import swap_in
 from ..io.backends import reported_as
 from ..io.labels import describe_label_image, label_image_uri
 from ..io.volumes import create_volume
-from ..scoring.benchmarks import CITYSCAPES_CLASSES
+from ..scoring.benchmarks import CITYSCAPES_CLASSES, CITYSCAPES_COLOURS
 from .real import check_output
 from .stacks import natural_key
 
 IGNORE = 255
 TRAIN_CLASSES = CITYSCAPES_CLASSES
-CITYSCAPES_COLOURS = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156),
-                      (190, 153, 153), (153, 153, 153), (250, 170, 30), (220, 220, 0),
-                      (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0),
-                      (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230),
-                      (119, 11, 32))
 CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10,
                         24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
 SYNTHIA_TRAIN_IDS = {3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 16: 9, 1: 10, 10: 11,

@@ -15,6 +15,11 @@ from .classes import ClassScores
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
                       "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car",
                       "truck", "bus", "train", "motorcycle", "bicycle")
+CITYSCAPES_COLOURS = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156),
+                      (190, 153, 153), (153, 153, 153), (250, 170, 30), (220, 220, 0),
+                      (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0),
+                      (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230),
+                      (119, 11, 32))  # the Cityscapes palette, train-id order
 SYNTHIA_16 = tuple(c for c in range(19) if c not in (9, 14, 16))  # no terrain, truck, train
 SYNTHIA_13 = tuple(c for c in SYNTHIA_16 if c not in (3, 4, 5))  # ... nor wall, fence, pole
 PROTOCOLS = ("synthia",)
