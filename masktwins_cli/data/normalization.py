@@ -51,12 +51,10 @@ def sample_step(shape, max_voxels: int = SAMPLE_VOXELS) -> int:
 def strided_sample(volume, max_voxels: int = SAMPLE_VOXELS, channels: bool = False) -> np.ndarray:
     """A regular sub-sample of a volume (numpy array or masktwins Volume) of <= ~max_voxels
     (per channel when ``channels``: axis 0 is then kept whole)."""
-    if channels:
-        step = sample_step(volume.shape[1:], max_voxels)
-        return np.asarray(volume[(slice(None),) + tuple(slice(None, None, step)
-                                                        for _ in volume.shape[1:])])
-    step = sample_step(volume.shape, max_voxels)
-    return np.asarray(volume[tuple(slice(None, None, step) for _ in volume.shape)])
+    leading = (slice(None),) if channels else ()
+    spatial = volume.shape[len(leading):]
+    step = sample_step(spatial, max_voxels)
+    return np.asarray(volume[leading + tuple(slice(None, None, step) for _ in spatial)])
 
 
 def intensity_stats(sample: np.ndarray, method: str, name: str = "volume") -> IntensityStats:

@@ -193,9 +193,14 @@ def _read_png(path: Path, rgb: bool = False) -> np.ndarray:
         img.load()
         mode = img.mode
         data = np.asarray(img)
-    if rgb:
-        grey = data.astype(np.uint16) if mode in ("I", "I;16", "I;16B") else data
-        return _three_channels(grey.astype(np.uint8) if mode == "1" else grey)
+    if rgb and data.ndim == 3:  # RGB, RGBA: colours; LA: grey + alpha
+        return _three_channels(data)
+    plane = _png_plane(data, mode, path)
+    return _three_channels(plane) if rgb else plane
+
+
+def _png_plane(data: np.ndarray, mode: str, path: Path) -> np.ndarray:
+    """The (y, x) values of a decoded PNG of Pillow ``mode`` (see :func:`_read_png`)."""
     if mode == "1":
         return data.astype(np.uint8)
     if mode.startswith("I;16"):

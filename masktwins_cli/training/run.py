@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import time
@@ -313,6 +314,7 @@ def build_run(recipe: Recipe, out: Path, ctx: Distributed | None = None,
     model = build_from_recipe(recipe)
     if fresh and recipe.model.pretrained:
         load_pretrained_encoder(model, recipe.model.pretrained, recipe.model.encoder)
+    imagenet = imagenet_network(recipe, device, model if fresh else None)
     model = model.to(device, memory_format=memory_format(recipe, device))
     teacher = make_teacher(model) if recipe.method.adapt and recipe.method.ema else None
     if ctx.rank:
@@ -322,16 +324,21 @@ def build_run(recipe: Recipe, out: Path, ctx: Distributed | None = None,
     validator = Validator.from_recipe(recipe, device) if ctx.main else None
     return Run(recipe, out, device, data, model, teacher, _optimizer(recipe, model), state,
                validator, dist=ctx, ddp=wrap_student(model, ctx, device),
-               imagenet=imagenet_network(recipe, device))
+               imagenet=imagenet)
 
 
-def imagenet_network(recipe: Recipe, device: torch.device) -> torch.nn.Module | None:
+def imagenet_network(recipe: Recipe, device: torch.device,
+                     pretrained: torch.nn.Module | None = None) -> torch.nn.Module | None:
     """The frozen network holding ``model.pretrained``'s ImageNet encoder, for the feature
-    distance (None when it is off); built from the file at every start, resumed runs too."""
+    distance (None when it is off): a copy of ``pretrained`` (a fresh student that has just
+    loaded the file), else (a resumed run) built and loaded from the file."""
     if recipe.method.feature_distance <= 0:
         return None
-    network = build_from_recipe(recipe)
-    load_pretrained_encoder(network, recipe.model.pretrained, recipe.model.encoder)
+    if pretrained is not None:
+        network = copy.deepcopy(pretrained)
+    else:
+        network = build_from_recipe(recipe)
+        load_pretrained_encoder(network, recipe.model.pretrained, recipe.model.encoder)
     return network.eval().requires_grad_(False).to(device)
 
 
